@@ -1,0 +1,395 @@
+"""Pack and unpack the 1 KiB header block (union u_spcl) and its checksum."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from ndmptools.errors import FormatError
+from ndmptools.format.constants import (
+    CHECKSUM,
+    DR_NEWHEADER,
+    DR_NEWINODEFMT,
+    DT_BLK,
+    DT_CHR,
+    DT_DIR,
+    DT_FIFO,
+    DT_LNK,
+    DT_REG,
+    DT_SOCK,
+    DT_UNKNOWN,
+    LBLSIZE,
+    NAMELEN,
+    NDMPTOOLS_SPARE_MAGIC,
+    NFS_MAGIC,
+    OFS_MAGIC,
+    TP_BSIZE,
+    TP_NINDIR,
+    RecordType,
+)
+
+# Layout, offsets in bytes (shared/FORMAT.md):
+#   0 c_type c_date c_ddate c_volume c_tapea c_inumber c_magic c_checksum
+#  32 c_dinode: mode nlink ouid ogid size atime mtime ctime db[12] ib[3]
+#               flags blocks gen uid gid spare[2]
+# 160 c_count  164 c_addr[512]  676 c_label[16]  692 c_level  696 c_filesys[64]
+# 760 c_dev[64]  824 c_host[64]  888 c_flags c_firstrec c_ntrec c_extattributes
+# 904 c_spare[30]
+_LAYOUT = struct.Struct("<iiiiIIii HhHHQ IIIIII 15I IIIII 8x i 512s 16s i 64s 64s 64s iiii 30I")
+assert _LAYOUT.size == TP_BSIZE
+_WORDS = struct.Struct("<256I")
+CHECKSUM_OFFSET = 28
+
+_S_IFMT = 0o170000
+_S_IFDIR = 0o040000
+_S_IFREG = 0o100000
+_S_IFLNK = 0o120000
+_S_IFCHR = 0o020000
+_S_IFBLK = 0o060000
+_S_IFIFO = 0o010000
+_S_IFSOCK = 0o140000
+
+_DTYPE_BY_FMT = {
+    _S_IFDIR: DT_DIR,
+    _S_IFREG: DT_REG,
+    _S_IFLNK: DT_LNK,
+    _S_IFCHR: DT_CHR,
+    _S_IFBLK: DT_BLK,
+    _S_IFIFO: DT_FIFO,
+    _S_IFSOCK: DT_SOCK,
+}
+
+
+def dtype_of_mode(mode: int) -> int:
+    """The directory-entry type that goes with an inode mode."""
+    return _DTYPE_BY_FMT.get(mode & _S_IFMT, DT_UNKNOWN)
+
+
+def encode_rdev(major: int, minor: int) -> int:
+    """A device number as the kernel's 32-bit new_encode_dev, which Linux restore's mknod reads."""
+    return ((minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & ~0xFF) << 12)) & 0xFFFFFFFF
+
+
+def decode_rdev(word: int) -> tuple[int, int]:
+    """(major, minor) from a new_encode_dev word (the old 16-bit encoding is a subset)."""
+    return (word & 0xFFF00) >> 8, (word & 0xFF) | ((word >> 12) & 0xFFF00)
+
+
+@dataclass(slots=True)
+class InodeInfo:
+    """What a header says about an inode (c_dinode), with times in nanoseconds."""
+
+    mode: int = 0
+    nlink: int = 0
+    size: int = 0
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    rdev_major: int = 0
+    rdev_minor: int = 0
+    flags: int = 0
+    blocks: int = 0
+    generation: int = 0
+    uid: int = 0
+    gid: int = 0
+
+    @property
+    def file_type(self) -> int:
+        return self.mode & _S_IFMT
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode & _S_IFMT == _S_IFDIR
+
+    @property
+    def is_regular(self) -> bool:
+        return self.mode & _S_IFMT == _S_IFREG
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode & _S_IFMT == _S_IFLNK
+
+    @property
+    def is_device(self) -> bool:
+        return self.mode & _S_IFMT in (_S_IFCHR, _S_IFBLK)
+
+
+@dataclass(slots=True)
+class Header:
+    """One header block. ``addr`` holds the first ``count`` c_addr bytes (1 data, 0 hole)."""
+
+    type: int
+    date: int = 0
+    ddate: int = 0
+    volume: int = 1
+    tapea: int = 0
+    inumber: int = 0
+    inode: InodeInfo = field(default_factory=InodeInfo)
+    count: int = 0
+    addr: bytes = b""
+    label: bytes = b""
+    level: int = 0
+    filesys: bytes = b""
+    dev: bytes = b""
+    host: bytes = b""
+    flags: int = 0
+    firstrec: int = 0
+    ntrec: int = 0
+    extattributes: int = 0
+    raw_addr: bytes = b""  # the whole 512-byte c_addr/c_inos area, as read
+
+
+def _split_time(ns: int) -> tuple[int, int, int]:
+    """(seconds, microseconds, nanoseconds under the microsecond) of a time in ns."""
+    sec, rest = divmod(ns, 1_000_000_000)
+    usec, sub = divmod(rest, 1000)
+    return sec, usec, sub
+
+
+def _clamp_seconds(sec: int) -> int:
+    return 0 if sec < 0 else (0xFFFFFFFF if sec > 0xFFFFFFFF else sec)
+
+
+def pack_header(h: Header) -> bytes:
+    """The 1 KiB block for ``h``, magic and checksum included."""
+    ino = h.inode
+    a_sec, a_usec, a_sub = _split_time(ino.atime_ns)
+    m_sec, m_usec, m_sub = _split_time(ino.mtime_ns)
+    c_sec, c_usec, c_sub = _split_time(ino.ctime_ns)
+    db = [0] * 15
+    if ino.is_device:
+        db[0] = encode_rdev(ino.rdev_major, ino.rdev_minor)
+    spare = [0] * 30
+    if a_sub or m_sub or c_sub:
+        spare[0], spare[1], spare[2], spare[3] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub
+    addr = h.raw_addr if h.raw_addr else h.addr
+    values = [
+        h.type,
+        h.date,
+        h.ddate,
+        h.volume,
+        h.tapea & 0xFFFFFFFF,
+        h.inumber & 0xFFFFFFFF,
+        NFS_MAGIC,
+        0,
+        ino.mode & 0xFFFF,
+        min(ino.nlink, 0x7FFF),
+        ino.uid & 0xFFFF,
+        ino.gid & 0xFFFF,
+        ino.size,
+        _clamp_seconds(a_sec),
+        a_usec,
+        _clamp_seconds(m_sec),
+        m_usec,
+        _clamp_seconds(c_sec),
+        c_usec,
+        *db,
+        ino.flags & 0xFFFFFFFF,
+        min(ino.blocks, 0xFFFFFFFF),
+        ino.generation & 0xFFFFFFFF,
+        ino.uid & 0xFFFFFFFF,
+        ino.gid & 0xFFFFFFFF,
+        h.count,
+        addr,
+        h.label[: LBLSIZE - 1],
+        h.level,
+        h.filesys[: NAMELEN - 1],
+        h.dev[: NAMELEN - 1],
+        h.host[: NAMELEN - 1],
+        h.flags,
+        h.firstrec,
+        h.ntrec,
+        h.extattributes,
+        *spare,
+    ]
+    block = bytearray(_LAYOUT.pack(*values))
+    set_checksum(block)
+    return bytes(block)
+
+
+def set_checksum(block: bytearray) -> None:
+    """Make the 256 words of ``block`` sum to CHECKSUM (mod 2**32)."""
+    struct.pack_into("<I", block, CHECKSUM_OFFSET, 0)
+    total = sum(_WORDS.unpack(block))
+    struct.pack_into("<I", block, CHECKSUM_OFFSET, (CHECKSUM - total) & 0xFFFFFFFF)
+
+
+def checksum_ok(block: bytes | memoryview) -> bool:
+    return sum(_WORDS.unpack(block)) & 0xFFFFFFFF == CHECKSUM
+
+
+def looks_like_header(block: bytes | memoryview) -> bool:
+    """True when ``block`` has the new-format magic and a valid checksum."""
+    return int.from_bytes(block[24:28], "little") == NFS_MAGIC and checksum_ok(block)
+
+
+def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
+    """Parse one header block; ``offset`` (its byte position on media) goes into errors."""
+    if len(block) != TP_BSIZE:
+        raise FormatError("short header block", offset)
+    magic = int.from_bytes(block[24:28], "little", signed=True)
+    if magic != NFS_MAGIC:
+        if magic == OFS_MAGIC:
+            raise FormatError("old-format (pre-4.4BSD) dump headers are not supported", offset)
+        if int.from_bytes(block[24:28], "big", signed=True) == NFS_MAGIC:
+            raise FormatError("big-endian dump images are not supported", offset)
+        raise FormatError("no dump header here (bad magic number)", offset)
+    if not checksum_ok(block):
+        raise FormatError("dump header checksum mismatch", offset)
+    v = _LAYOUT.unpack(block)
+    (
+        c_type,
+        date,
+        ddate,
+        volume,
+        tapea,
+        inumber,
+        _magic,
+        _csum,
+        mode,
+        nlink,
+        _ouid,
+        _ogid,
+        size,
+        a_sec,
+        a_usec,
+        m_sec,
+        m_usec,
+        c_sec,
+        c_usec,
+    ) = v[:19]
+    db = v[19:34]
+    flags, blocks, gen, uid, gid = v[34:39]
+    count, raw_addr, label, level, filesys, dev, host = v[39:46]
+    c_flags, firstrec, ntrec, extattr = v[46:50]
+    spare = v[50:80]
+    a_sub = m_sub = c_sub = 0
+    if spare[0] == NDMPTOOLS_SPARE_MAGIC:
+        a_sub, m_sub, c_sub = (min(x, 999) for x in spare[1:4])
+    inode = InodeInfo(
+        mode=mode,
+        nlink=max(nlink, 0),
+        size=size,
+        atime_ns=(a_sec * 1_000_000 + min(a_usec, 999_999)) * 1000 + a_sub,
+        mtime_ns=(m_sec * 1_000_000 + min(m_usec, 999_999)) * 1000 + m_sub,
+        ctime_ns=(c_sec * 1_000_000 + min(c_usec, 999_999)) * 1000 + c_sub,
+        flags=flags,
+        blocks=blocks,
+        generation=gen,
+        uid=uid,
+        gid=gid,
+    )
+    if inode.is_device:
+        # Linux dump copies ext4's i_block: the device is in word 0 (old
+        # encoding) or, for large numbers, in word 1 (new encoding).
+        inode.rdev_major, inode.rdev_minor = decode_rdev(db[0] or db[1])
+    n = count if 0 <= count <= TP_NINDIR else 0
+    return Header(
+        type=c_type,
+        date=date,
+        ddate=ddate,
+        volume=volume,
+        tapea=tapea,
+        inumber=inumber,
+        inode=inode,
+        count=count,
+        addr=raw_addr[:n],
+        label=label.split(b"\0", 1)[0],
+        level=level,
+        filesys=filesys.split(b"\0", 1)[0],
+        dev=dev.split(b"\0", 1)[0],
+        host=host.split(b"\0", 1)[0],
+        flags=c_flags,
+        firstrec=firstrec,
+        ntrec=ntrec,
+        extattributes=extattr,
+        raw_addr=raw_addr,
+    )
+
+
+class HeaderPacker:
+    """Packs the headers of one dump: the fields every header shares are set once."""
+
+    def __init__(
+        self,
+        *,
+        date: int,
+        ddate: int,
+        level: int,
+        label: bytes,
+        filesys: bytes,
+        dev: bytes,
+        host: bytes,
+        ntrec: int,
+        volume: int = 1,
+    ) -> None:
+        self._common = dict(
+            date=date,
+            ddate=ddate,
+            volume=volume,
+            level=level,
+            label=label,
+            filesys=filesys,
+            dev=dev,
+            host=host,
+            ntrec=ntrec,
+        )
+
+    def volume_header(self, tapea: int, firstrec: int = 0) -> bytes:
+        """TS_TAPE: starts every volume."""
+        return pack_header(
+            Header(
+                type=RecordType.TAPE,
+                tapea=tapea,
+                count=1,
+                addr=b"\0",
+                flags=DR_NEWHEADER | DR_NEWINODEFMT,
+                firstrec=firstrec,
+                **self._common,
+            )
+        )
+
+    def map_header(self, map_type: int, inumber: int, map_bytes: int, tapea: int) -> bytes:
+        """TS_CLRI or TS_BITS announcing ``map_bytes`` (whole blocks) of bitmap."""
+        return pack_header(
+            Header(
+                type=map_type,
+                tapea=tapea,
+                inumber=inumber,
+                inode=InodeInfo(size=map_bytes),
+                count=map_bytes // TP_BSIZE,
+                flags=DR_NEWINODEFMT,
+                **self._common,
+            )
+        )
+
+    def inode_header(
+        self,
+        record_type: int,
+        inumber: int,
+        inode: InodeInfo,
+        addr: bytes,
+        tapea: int,
+        flags: int = 0,
+        extattributes: int = 0,
+    ) -> bytes:
+        """TS_INODE or TS_ADDR for ``inumber`` with ``len(addr)`` c_addr entries."""
+        return pack_header(
+            Header(
+                type=record_type,
+                tapea=tapea,
+                inumber=inumber,
+                inode=inode,
+                count=len(addr),
+                addr=addr,
+                flags=DR_NEWINODEFMT | flags,
+                extattributes=extattributes,
+                **self._common,
+            )
+        )
+
+    def end_header(self, tapea: int, inumber: int) -> bytes:
+        """TS_END: repeated to fill the last record."""
+        return pack_header(
+            Header(type=RecordType.END, tapea=tapea, inumber=inumber, flags=DR_NEWINODEFMT, **self._common)
+        )
