@@ -1,0 +1,182 @@
+"""The file backend: a plain file, a pipe, a character device, or stdin/stdout.
+
+A dump written to a regular file goes to a temporary name beside it and is
+renamed into place only when the dump completes, so a failed dump never
+leaves a file that looks like a good one, nor clobbers the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import sys
+from types import TracebackType
+
+from ndmptools.errors import MediaError
+
+_STDIO = "-"
+
+
+def _describe(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "no space left on device"
+    if err.errno == errno.EPIPE:
+        return "the reading end of the pipe was closed"
+    return err.strerror or str(err)
+
+
+class FileMedium:
+    """A byte stream with no record boundaries; one dump per file."""
+
+    keeps_records = False
+
+    def __init__(
+        self,
+        name: str,
+        fd: int,
+        mode: str,
+        *,
+        final_path: str | None = None,
+        temp_path: str | None = None,
+        owns_fd: bool = True,
+    ) -> None:
+        self.name = name
+        self._fd = fd
+        self._mode = mode
+        self._final_path = final_path
+        self._temp_path = temp_path
+        self._owns_fd = owns_fd
+        self._closed = False
+        self.size_hint: int | None = None
+        if mode == "r":
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                self.size_hint = st.st_size
+
+    @classmethod
+    def open(cls, spec: str, mode: str) -> FileMedium:
+        if spec == _STDIO:
+            stream = sys.stdin if mode == "r" else sys.stdout
+            name = "standard input" if mode == "r" else "standard output"
+            if mode == "w":
+                stream.flush()
+            return cls(name, stream.fileno(), mode, owns_fd=False)
+        if mode == "r":
+            try:
+                fd = os.open(spec, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise MediaError(f"cannot open {spec}: {_describe(err)}") from err
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise MediaError(f"cannot read {spec}: it is a directory")
+            return cls(spec, fd, mode)
+        return cls._open_for_writing(spec)
+
+    @classmethod
+    def _open_for_writing(cls, spec: str) -> FileMedium:
+        try:
+            st = os.stat(spec)
+        except FileNotFoundError:
+            st = None
+        except OSError as err:
+            raise MediaError(f"cannot write {spec}: {_describe(err)}") from err
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise MediaError(f"cannot write {spec}: it is a directory")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            # A pipe, a character device (/dev/null) or a socket: write straight to it.
+            try:
+                fd = os.open(spec, os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise MediaError(f"cannot open {spec}: {_describe(err)}") from err
+            return cls(spec, fd, "w")
+        directory, base = os.path.split(os.path.abspath(spec))
+        for attempt in range(100):
+            temp = os.path.join(directory, f".{base}.ndmptools-{os.getpid()}-{attempt}")
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise MediaError(f"cannot create {spec}: {_describe(err)}") from err
+        else:
+            raise MediaError(f"cannot create a temporary file beside {spec}")
+        if st is not None:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        return cls(spec, fd, "w", final_path=spec, temp_path=temp)
+
+    def write_record(self, record: bytes | memoryview) -> None:
+        view = memoryview(record)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as err:
+            raise MediaError(f"cannot write {self.name}: {_describe(err)}") from err
+
+    def read_record(self, max_size: int) -> bytes:
+        """Read until ``max_size`` bytes or the end, so reads stay block-aligned on pipes."""
+        try:
+            first = os.read(self._fd, max_size)
+            if len(first) == max_size or not first:
+                return first
+            parts = [first]
+            got = len(first)
+            while got < max_size:
+                more = os.read(self._fd, max_size - got)
+                if not more:
+                    break
+                parts.append(more)
+                got += len(more)
+            return b"".join(parts)
+        except OSError as err:
+            raise MediaError(f"cannot read {self.name}: {_describe(err)}") from err
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._temp_path is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                os.rename(self._temp_path, self._final_path)
+            elif self._owns_fd:
+                os.close(self._fd)
+        except OSError as err:
+            self._discard()
+            raise MediaError(f"cannot finish {self.name}: {_describe(err)}") from err
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._temp_path is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._discard()
+        elif self._owns_fd:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def _discard(self) -> None:
+        if self._temp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp_path)
+
+    def __enter__(self) -> FileMedium:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
