@@ -1,0 +1,1 @@
+"""The dump/restore engine. Nothing below this package imports Click."""

@@ -1,0 +1,218 @@
+"""Passes III and IV: write the maps, the directories, then every other inode.
+
+Everything goes through one RecordWriter, so the medium sees whole records
+only. File data is read straight into the record buffer; holes found with
+SEEK_DATA/SEEK_HOLE cost a zero in c_addr and nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap
+from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags
+from ndmptools.engine.progress import RunContext
+from ndmptools.format.bitmap import InodeMap
+from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR, RecordType
+from ndmptools.format.dirent import parse_directory
+from ndmptools.format.header import HeaderPacker, InodeInfo
+from ndmptools.format.records import RecordWriter
+
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+_PRESENT = b"\x01" * TP_NINDIR
+
+
+class DumpWriter:
+    """Writes one dump of a mapped tree."""
+
+    def __init__(self, tree: TreeMap, writer: RecordWriter, packer: HeaderPacker, run: RunContext) -> None:
+        self.tree = tree
+        self.writer = writer
+        self.packer = packer
+        self.run = run
+        self._open_flags = _OPEN_FILE | _O_NOATIME
+        self.inodes_written = 0
+
+    # -- volume start and maps ------------------------------------------------
+
+    def write_volume_start(self) -> None:
+        """TS_TAPE, then TS_CLRI (inodes in use) and TS_BITS (inodes on this dump)."""
+        w = self.writer
+        w.write_blocks(self.packer.volume_header(tapea=w.blocks_written))
+        in_use = InodeMap()
+        in_use.add_range(ROOTINO, self.tree.maxino - 1)
+        self._write_map(RecordType.CLRI, self.tree.maxino - 1, in_use)
+        self._write_map(RecordType.BITS, ROOTINO, in_use)
+
+    def _write_map(self, map_type: int, inumber: int, inode_map: InodeMap) -> None:
+        data = inode_map.to_media(self.tree.maxino)
+        self.writer.write_blocks(
+            self.packer.map_header(map_type, inumber, len(data), self.writer.blocks_written)
+        )
+        self.writer.write_blocks(data)
+
+    # -- pass III ---------------------------------------------------------------
+
+    def write_directories(self) -> None:
+        self.run.reporter.phase("pass III: directories")
+        for node in self.tree.directories:
+            data = node.contents
+            padded = data + bytes(-len(data) % TP_BSIZE)
+            self._write_inode(node.ino, node.info, _PRESENT[: len(padded) // TP_BSIZE], padded)
+
+    # -- pass IV ----------------------------------------------------------------
+
+    def write_files(self) -> None:
+        """Every non-directory, in ascending inode order: the walk's order again."""
+        self.run.reporter.phase("pass IV: files")
+        last_written = ROOTINO
+        for node in self.tree.directories:
+            entries, _ = parse_directory(node.contents)
+            pending = [e for e in entries if e.dtype != DT_DIR and e.ino > last_written]
+            if not pending:
+                continue
+            try:
+                dir_fd = os.open(node.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as err:
+                for entry in pending:
+                    self._missing(node, entry.name, err)
+                last_written = max(last_written, max(e.ino for e in pending))
+                continue
+            try:
+                for entry in pending:
+                    if entry.ino <= last_written:
+                        continue  # a second name of a file already written
+                    last_written = entry.ino
+                    self._dump_entry(node, dir_fd, entry.name, entry.ino)
+            finally:
+                os.close(dir_fd)
+
+    def _missing(self, node: DirectoryNode, name: bytes, err: OSError) -> None:
+        path = os.fsdecode(os.path.join(node.path, name))
+        if err.errno == errno.ENOENT:
+            self.run.warn(f"{path} vanished before it could be dumped")
+        else:
+            self.run.warn(f"cannot read {path}: {err.strerror}")
+
+    def _dump_entry(self, node: DirectoryNode, dir_fd: int, name: bytes, ino: int) -> None:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                self._dump_regular(node, dir_fd, name, ino)
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=dir_fd)
+                info = inode_info_from_stat(st, size=len(target))
+                padded = target + bytes(-len(target) % TP_BSIZE)
+                self._write_inode(ino, info, _PRESENT[: len(padded) // TP_BSIZE], padded)
+            elif stat.S_ISDIR(st.st_mode):
+                self.run.warn(
+                    f"{os.fsdecode(os.path.join(node.path, name))} became a directory during "
+                    "the dump; not dumped"
+                )
+            else:
+                self._write_inode(ino, inode_info_from_stat(st, size=0), b"", b"")
+        except OSError as err:
+            self._missing(node, name, err)
+
+    def _dump_regular(self, node: DirectoryNode, dir_fd: int, name: bytes, ino: int) -> None:
+        try:
+            fd = os.open(name, self._open_flags, dir_fd=dir_fd)
+        except PermissionError:
+            if not self._open_flags & _O_NOATIME:
+                raise
+            self._open_flags &= ~_O_NOATIME  # O_NOATIME needs ownership or CAP_FOWNER
+            fd = os.open(name, self._open_flags, dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFoundError(errno.ENOENT, "replaced during the dump")
+            info = inode_info_from_stat(st, flags=read_inode_flags(fd))
+            extents = _data_extents(fd, st)
+            shortfall = self._write_file(ino, info, fd, extents)
+            if shortfall:
+                self.run.warn(
+                    f"{os.fsdecode(os.path.join(node.path, name))} shrank while being dumped; "
+                    f"its last {shortfall} bytes are zeros on media"
+                )
+        finally:
+            os.close(fd)
+
+    def _write_file(self, ino: int, info: InodeInfo, fd: int, extents: list[tuple[int, int]]) -> int:
+        """Headers and data of a regular file; returns bytes the file no longer had."""
+        size = info.size
+        total_blocks = -(-size // TP_BSIZE)
+        w = self.writer
+        shortfall = 0
+        record_type = RecordType.INODE
+        extent_index = 0
+        for first in range(0, max(total_blocks, 1), TP_NINDIR):
+            count = min(TP_NINDIR, total_blocks - first)
+            addr = bytearray(count)
+            runs = []
+            lo_byte, hi_byte = first * TP_BSIZE, (first + count) * TP_BSIZE
+            while extent_index < len(extents) and extents[extent_index][0] < hi_byte:
+                start, end = extents[extent_index]
+                b0 = max(start, lo_byte) // TP_BSIZE - first
+                b1 = -(-min(end, hi_byte) // TP_BSIZE) - first
+                if b1 > b0:
+                    addr[b0:b1] = _PRESENT[: b1 - b0]
+                    if runs and runs[-1][1] >= b0:
+                        runs[-1] = (runs[-1][0], max(runs[-1][1], b1))
+                    else:
+                        runs.append((b0, b1))
+                if end > hi_byte:
+                    break
+                extent_index += 1
+            w.write_blocks(self.packer.inode_header(record_type, ino, info, bytes(addr), w.blocks_written))
+            for b0, b1 in runs:
+                offset = (first + b0) * TP_BSIZE
+                length = min((first + b1) * TP_BSIZE, size) - offset
+                got = w.write_file_data(fd, offset, length)
+                shortfall += length - got
+                self.run.reporter.advance((b1 - b0) * TP_BSIZE)
+            self.run.reporter.advance(TP_BSIZE)
+            record_type = RecordType.ADDR
+        self.inodes_written += 1
+        return shortfall
+
+    def _write_inode(self, ino: int, info: InodeInfo, addr: bytes, data: bytes) -> None:
+        """An inode whose data is in memory: a directory or a symlink, or none at all."""
+        w = self.writer
+        w.write_blocks(self.packer.inode_header(RecordType.INODE, ino, info, addr, w.blocks_written))
+        if data:
+            w.write_blocks(data)
+        self.inodes_written += 1
+        self.run.reporter.advance(TP_BSIZE + len(data))
+
+    def finish(self) -> None:
+        """TS_END blocks to the end of the last record."""
+        end_ino = self.tree.maxino - 1
+        self.writer.finish(lambda tapea: self.packer.end_header(tapea, end_ino))
+
+
+def _data_extents(fd: int, st: os.stat_result) -> list[tuple[int, int]]:
+    """Byte ranges of the file that hold data; holes are what lies between."""
+    size = st.st_size
+    if size == 0:
+        return []
+    if st.st_blocks * 512 >= size:
+        return [(0, size)]  # fully allocated: no hole worth looking for
+    extents = []
+    offset = 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as err:
+                if err.errno == errno.ENXIO:
+                    break  # nothing but a hole up to the end
+                raise
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            extents.append((start, min(end, size)))
+            offset = end
+    except OSError:
+        return [(0, size)]  # the file system cannot tell: treat it all as data
+    return extents
