@@ -1,0 +1,219 @@
+"""The restore target: every change to it goes through here, relative to its root.
+
+Each directory is opened from its parent's descriptor with O_NOFOLLOW, each
+final name is created without following links, and a name from the dump is
+always a single validated component. So nothing a dump contains, nor a
+symbolic link already in the target, can make a restore create, follow or
+write anything outside the target.
+
+The rules for what is already there: a file (anything but a directory) of the
+same name is replaced, a directory is merged, and a directory is never
+replaced by anything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import OrderedDict
+from contextlib import contextmanager, suppress
+
+from ndmptools.engine.errors import TargetError
+from ndmptools.format.constants import ROOTINO
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class Refused(Exception):
+    """This entry cannot be restored; the message says why. The restore goes on."""
+
+
+class TargetTree:
+    """The directory a restore writes into, with a cache of open directory descriptors."""
+
+    CACHE_SIZE = 64
+
+    def __init__(self, path: str) -> None:
+        try:
+            os.makedirs(path, exist_ok=True)
+            self.root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise TargetError(f"cannot restore into {path}: {err.strerror}") from None
+        self.path = path
+        self._parents: dict[int, tuple[int, bytes]] = {}
+        self._cache: OrderedDict[int, int] = OrderedDict()
+        self._pins: dict[int, int] = {}
+
+    def close(self) -> None:
+        for fd in self._cache.values():
+            os.close(fd)
+        self._cache.clear()
+        os.close(self.root_fd)
+
+    # -- directory descriptors --------------------------------------------------------
+
+    def register(self, ino: int, parent: int, name: bytes) -> None:
+        """Tell where directory ``ino`` lives, so it can be opened later."""
+        self._parents[ino] = (parent, name)
+
+    @contextmanager
+    def directory(self, ino: int):
+        """An open descriptor of directory ``ino``, held open for the ``with`` block."""
+        fd = self._acquire(ino)
+        try:
+            yield fd
+        finally:
+            self._release(ino)
+
+    def _acquire(self, ino: int) -> int:
+        if ino == ROOTINO:
+            return self.root_fd
+        if ino not in self._cache:
+            self._open_down_to(ino)
+        self._cache.move_to_end(ino)
+        self._pin(ino)
+        return self._cache[ino]
+
+    def _open_down_to(self, ino: int) -> None:
+        """Open ``ino`` and every uncached directory above it, from the nearest open one down."""
+        chain = []
+        current = ino
+        while current != ROOTINO and current not in self._cache:
+            chain.append(current)
+            current = self._parents[current][0]
+        self._pin(current)
+        try:
+            for step in reversed(chain):
+                parent_fd = self.root_fd if current == ROOTINO else self._cache[current]
+                try:
+                    fd = os.open(self._parents[step][1], _DIR_FLAGS, dir_fd=parent_fd)
+                except OSError as err:
+                    raise Refused(f"cannot open directory: {err.strerror}") from None
+                self._cache[step] = fd
+                self._pin(step)
+                self._unpin(current)
+                current = step
+                self._evict()
+        finally:
+            self._unpin(current)
+
+    def _pin(self, ino: int) -> None:
+        if ino != ROOTINO:
+            self._pins[ino] = self._pins.get(ino, 0) + 1
+
+    def _unpin(self, ino: int) -> None:
+        if ino == ROOTINO:
+            return
+        left = self._pins[ino] - 1
+        if left:
+            self._pins[ino] = left
+        else:
+            del self._pins[ino]
+
+    def _release(self, ino: int) -> None:
+        self._unpin(ino)
+        self._evict()
+
+    def _evict(self) -> None:
+        if len(self._cache) <= self.CACHE_SIZE:
+            return
+        for ino in list(self._cache):
+            if len(self._cache) <= self.CACHE_SIZE:
+                break
+            if ino not in self._pins:
+                os.close(self._cache.pop(ino))
+
+    # -- making entries ---------------------------------------------------------------
+
+    def make_directory(self, ino: int, parent: int, name: bytes) -> None:
+        """Create (or merge into) directory ``name``; a non-directory there is replaced."""
+        self.register(ino, parent, name)
+        with self.directory(parent) as dir_fd:
+            try:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+                return
+            except FileExistsError:
+                pass
+            except OSError as err:
+                raise Refused(f"cannot create directory: {err.strerror}") from None
+            if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+                return  # merged: its metadata is set in stage 4
+            self._unlink(dir_fd, name)
+            try:
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            except OSError as err:
+                raise Refused(f"cannot create directory: {err.strerror}") from None
+
+    def create_file(self, parent: int, name: bytes) -> None:
+        """An empty regular file, replacing whatever non-directory was there."""
+        with self.directory(parent) as dir_fd:
+            self._make(dir_fd, name, lambda: os.close(os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)))
+
+    def open_file(self, parent: int, name: bytes) -> int:
+        """Open a file made by create_file for writing; never through a link."""
+        with self.directory(parent) as dir_fd:
+            try:
+                fd = os.open(name, _WRITE_FLAGS, dir_fd=dir_fd)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise Refused("it is a symbolic link now; not written through") from None
+                raise Refused(f"cannot open: {err.strerror}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise Refused("it is not a regular file now")
+            return fd
+
+    def make_symlink(self, parent: int, name: bytes, target: bytes) -> None:
+        with self.directory(parent) as dir_fd:
+            self._make(dir_fd, name, lambda: os.symlink(target, name, dir_fd=dir_fd))
+
+    def make_node(self, parent: int, name: bytes, mode: int, device: int) -> None:
+        """A FIFO, socket or device node (owner-only until its metadata is applied)."""
+        with self.directory(parent) as dir_fd:
+            kind = stat.S_IFMT(mode)
+            self._make(dir_fd, name, lambda: os.mknod(name, kind | 0o600, device, dir_fd=dir_fd))
+
+    def make_link(self, source_parent: int, source_name: bytes, parent: int, name: bytes) -> None:
+        """Another name for an entry already restored."""
+        with self.directory(source_parent) as source_fd, self.directory(parent) as dir_fd:
+            self._make(
+                dir_fd,
+                name,
+                lambda: os.link(
+                    source_name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False
+                ),
+            )
+
+    def remove(self, parent: int, name: bytes) -> None:
+        """Remove a non-directory this restore made (a file that could not be finished)."""
+        with self.directory(parent) as dir_fd, suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+
+    def _make(self, dir_fd: int, name: bytes, create) -> None:
+        try:
+            create()
+            return
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise Refused(f"cannot create: {err.strerror}") from None
+        self._unlink(dir_fd, name)
+        try:
+            create()
+        except OSError as err:
+            raise Refused(f"cannot create: {err.strerror}") from None
+
+    @staticmethod
+    def _unlink(dir_fd: int, name: bytes) -> None:
+        """Make room for a new entry: files go, directories stay."""
+        try:
+            if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+                raise Refused("a directory of that name is in the target; it is never replaced")
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise Refused(f"cannot replace the existing entry: {err.strerror}") from None
