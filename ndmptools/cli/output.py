@@ -1,0 +1,104 @@
+"""Rendering: the progress bar, warnings, the summary line and --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import click
+
+from ndmptools.engine.progress import RunStats
+
+
+@dataclass
+class App:
+    """Global settings shared by every command (on ``ctx.obj``)."""
+
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+    debug: bool = False
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class ConsoleReporter:
+    """Draws a tqdm bar on a terminal (nothing under cron) and prints warnings as they come."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._bar = None
+        self._tty = app.stderr.isatty() and not app.quiet
+
+    def phase(self, name: str, total_bytes: int | None = None) -> None:
+        if self.app.verbose and not self.app.quiet:
+            self._write(f"ndmptools: {name}")
+        if not self._tty:
+            return
+        if total_bytes is not None or self._bar is None:
+            self._close_bar()
+            from tqdm import tqdm  # only when there is a terminal to draw on
+
+            self._bar = tqdm(
+                total=total_bytes,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.app.stderr,
+                leave=False,
+                dynamic_ncols=True,
+                desc=name,
+            )
+        else:
+            self._bar.set_description(name)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.update(nbytes)
+
+    def warning(self, message: str) -> None:
+        if not self.app.quiet:
+            self._write(f"ndmptools: warning: {message}")
+
+    def close(self) -> None:
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.app.stderr)
+        else:
+            click.echo(line, file=self.app.stderr)
+
+
+def summary_line(verb: str, stats: RunStats) -> str:
+    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)`` and the warnings, if any."""
+    line = (
+        f"{verb}: {stats.entries:,} entries, {_human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
+        f"({stats.mib_per_second:.1f} MiB/s)"
+    )
+    if stats.warning_count:
+        line += f", {stats.warning_count:,} warning{'s' if stats.warning_count != 1 else ''}"
+    return line
+
+
+def finish(app: App, verb: str, stats: RunStats, payload: dict | None = None) -> int:
+    """Print the summary (stderr) or the --json document (stdout); the exit code by warnings."""
+    if app.json and payload is not None:
+        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    elif not app.quiet:
+        click.echo(summary_line(verb, stats), file=app.stderr)
+    return 1 if stats.warning_count else 0
