@@ -25,6 +25,7 @@ from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import InodeInfo, dtype_of_mode
 
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_NOATIME = getattr(os, "O_NOATIME", 0)  # reading a directory must not move its atime
 
 
 @dataclass(slots=True)
@@ -123,7 +124,10 @@ def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, o
         return []
     found = []
     try:
-        dir_fd = os.open(node.path, _OPEN_DIRECTORY)
+        try:
+            dir_fd = os.open(node.path, _OPEN_DIRECTORY | _O_NOATIME)
+        except PermissionError:
+            dir_fd = os.open(node.path, _OPEN_DIRECTORY)  # O_NOATIME needs ownership
     except OSError as err:
         run.warn(f"cannot read directory {_show(node.path)}: {err.strerror}; dumped empty")
         return []
