@@ -19,7 +19,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class CompareRules:
     time_resolution_ns: int = 1  # 1_000 for microsecond media, 1_000_000_000 for Linux dump's
-    compare_atime: bool = False  # reading a file moves its atime: off unless asked
+    compare_atime: bool = False  # off unless asked: anything that reads a tree may move atimes
     compare_root: bool = True  # the roots' own mode, owner and times
     compare_holes: bool = True
 
@@ -56,8 +56,17 @@ def _walk(root: str) -> dict[str, os.stat_result]:
     return found
 
 
+def _open_quietly(path: str):
+    """Open for reading without moving the file's atime, where the kernel lets us."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    return os.fdopen(fd, "rb")
+
+
 def _same_content(a: str, b: str, rules: CompareRules) -> str | None:
-    with open(a, "rb") as fa, open(b, "rb") as fb:
+    with _open_quietly(a) as fa, _open_quietly(b) as fb:
         while True:
             ca, cb = fa.read(1 << 20), fb.read(1 << 20)
             if ca != cb:
@@ -95,7 +104,8 @@ def compare_trees(a: str, b: str, rules: CompareRules = CompareRules()) -> tuple
             problems.append(f"{name}: owner {la.st_uid}:{la.st_gid} != {lb.st_uid}:{lb.st_gid}")
         if la.st_mtime_ns // res != lb.st_mtime_ns // res:
             problems.append(f"{name}: mtime {la.st_mtime_ns} != {lb.st_mtime_ns}")
-        if rules.compare_atime and la.st_atime_ns // res != lb.st_atime_ns // res:
+        # A symlink's atime moves whenever it is read: never compared.
+        if rules.compare_atime and not is_link and la.st_atime_ns // res != lb.st_atime_ns // res:
             problems.append(f"{name}: atime {la.st_atime_ns} != {lb.st_atime_ns}")
         if stat.S_ISREG(la.st_mode):
             if la.st_size != lb.st_size:
