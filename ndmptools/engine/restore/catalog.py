@@ -145,8 +145,10 @@ def _build_tree(
             run.warn(f"directory {show(directory.path)}: {len(problems)} mangled entries skipped")
         seen: set[bytes] = set()
         for entry in entries:
-            if entry.name in (b".", b".."):
-                continue
+            if entry.name in (b".", b"..") and entry.name not in seen:
+                seen.add(entry.name)
+                if entry.ino == (directory.ino if entry.name == b"." else directory.parent):
+                    continue  # the directory's own links: structure, not entries
             if names is not ALL and entry.name not in names:
                 continue
             full = directory.path + b"/" + entry.name if directory.path else entry.name
