@@ -10,7 +10,7 @@ import click
 from ndmptools import __version__
 from ndmptools.cli.common import output_options
 from ndmptools.cli.dump_cmd import dump
-from ndmptools.cli.output import App
+from ndmptools.cli.output import App, OutputClosed
 from ndmptools.cli.restore_cmd import restore
 from ndmptools.errors import EXIT_CODES, NdmpToolsError
 
@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"ndmptools: error: {err}", err=True)
         code = err.exit_code
-    except BrokenPipeError:
-        # Standard output was closed by its reader (restore -t | head): not an error.
+    except OutputClosed:
         _silence_stdout()
         code = 0
     except Exception as err:  # a bug: one line, and the traceback behind --debug
@@ -62,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe."""
     import os
 
     try:

@@ -12,6 +12,10 @@ import click
 from ndmptools.engine.progress import RunStats
 
 
+class OutputClosed(Exception):
+    """Standard output was closed by its reader (``restore -t | head``): stop, quietly, with 0."""
+
+
 @dataclass
 class App:
     """Global settings shared by every command (on ``ctx.obj``)."""

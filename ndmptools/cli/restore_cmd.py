@@ -7,7 +7,7 @@ import json
 import click
 
 from ndmptools.cli.common import output_options
-from ndmptools.cli.output import App, ConsoleReporter, finish
+from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import ListedEntry, RestoreResult
@@ -93,8 +93,10 @@ def run_list(options: ListOptions, app: App) -> RunStats:
     try:
         with open_medium(options.file, "r") as medium:
             stats = engine_list(options, medium, RunContext(reporter), emit_json if app.json else emit_text)
+        if app.json:
+            click.echo("[]" if first else "\n]")
+    except BrokenPipeError:
+        raise OutputClosed from None  # not an OSError any more: Click would make it exit 1
     finally:
         reporter.close()
-    if app.json:
-        click.echo("[]" if first else "\n]")
     return stats
