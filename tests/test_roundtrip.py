@@ -135,3 +135,15 @@ def test_failed_dump_leaves_no_output_and_keeps_the_old_one(tmp_path, ndmptools,
     assert done.returncode == 4
     assert image.read_bytes() == b"previous good dump"
     assert sorted(os.listdir(tmp_path)) == ["keep.dump"]
+
+
+def test_times_the_format_cannot_hold_are_clamped_with_a_warning(tmp_path, ndmptools):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "from-1960").write_bytes(b"old")
+    os.utime(tree / "from-1960", ns=(-315_619_200 * 10**9, -315_619_200 * 10**9))
+    done = ndmptools("dump", "-f", str(tmp_path / "d"), str(tree))
+    assert done.returncode == 1
+    assert b"from-1960: a time outside 1970-2106" in done.stderr
+    ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+    assert os.stat(tmp_path / "r" / "from-1960").st_mtime_ns == 0

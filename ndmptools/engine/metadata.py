@@ -12,6 +12,7 @@ import os
 import stat
 import struct
 
+from ndmptools.format.constants import MAX_INODE_TIME
 from ndmptools.format.header import InodeInfo
 
 FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long) on 64-bit Linux; the kernel fills an int
@@ -49,6 +50,14 @@ def inode_info_from_stat(st: os.stat_result, *, size: int | None = None, flags: 
         info.rdev_major = os.major(st.st_rdev)
         info.rdev_minor = os.minor(st.st_rdev)
     return info
+
+
+_TIME_LIMIT_NS = (MAX_INODE_TIME + 1) * 1_000_000_000
+
+
+def times_fit_format(info: InodeInfo) -> bool:
+    """The format keeps unsigned 32-bit seconds (1970 to 2106); other times get clamped."""
+    return all(0 <= t < _TIME_LIMIT_NS for t in (info.atime_ns, info.mtime_ns, info.ctime_ns))
 
 
 RESTORES_OWNERS = os.geteuid() == 0  # only root may give files away

@@ -18,7 +18,7 @@ import stat
 from collections import deque
 from dataclasses import dataclass, field
 
-from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags
+from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
 from ndmptools.engine.progress import RunContext
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR
 from ndmptools.format.dirent import pack_directory
@@ -94,6 +94,8 @@ def map_tree(root: bytes, run: RunContext) -> TreeMap:
                     inode_info_from_stat(st),
                     mount_point=st.st_dev != device,
                 )
+                if not times_fit_format(child.info):
+                    warn_clamped_time(run, child.path)
                 queue.append(child)
             elif st.st_dev != device:
                 continue  # a file bind-mounted from another file system: not ours to dump
@@ -151,6 +153,10 @@ def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, o
         os.close(dir_fd)
     found.sort(key=lambda pair: pair[0])
     return found
+
+
+def warn_clamped_time(run: RunContext, path: bytes) -> None:
+    run.warn(f"{_show(path)}: a time outside 1970-2106 cannot be stored in the dump format; clamped")
 
 
 def _show(path: bytes) -> str:

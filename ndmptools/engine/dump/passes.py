@@ -11,8 +11,8 @@ import errno
 import os
 import stat
 
-from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap
-from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags
+from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap, warn_clamped_time
+from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
 from ndmptools.engine.progress import RunContext
 from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR, RecordType
@@ -90,6 +90,10 @@ class DumpWriter:
             finally:
                 os.close(dir_fd)
 
+    def _check_times(self, node: DirectoryNode, name: bytes, info: InodeInfo) -> None:
+        if not times_fit_format(info):
+            warn_clamped_time(self.run, os.path.join(node.path, name))
+
     def _missing(self, node: DirectoryNode, name: bytes, err: OSError) -> None:
         path = os.fsdecode(os.path.join(node.path, name))
         if err.errno == errno.ENOENT:
@@ -105,6 +109,7 @@ class DumpWriter:
             elif stat.S_ISLNK(st.st_mode):
                 target = os.readlink(name, dir_fd=dir_fd)
                 info = inode_info_from_stat(st, size=len(target))
+                self._check_times(node, name, info)
                 padded = target + bytes(-len(target) % TP_BSIZE)
                 self._write_inode(ino, info, _PRESENT[: len(padded) // TP_BSIZE], padded)
             elif stat.S_ISDIR(st.st_mode):
@@ -113,7 +118,9 @@ class DumpWriter:
                     "the dump; not dumped"
                 )
             else:
-                self._write_inode(ino, inode_info_from_stat(st, size=0), b"", b"")
+                info = inode_info_from_stat(st, size=0)
+                self._check_times(node, name, info)
+                self._write_inode(ino, info, b"", b"")
         except OSError as err:
             self._missing(node, name, err)
 
@@ -130,6 +137,7 @@ class DumpWriter:
             if not stat.S_ISREG(st.st_mode):
                 raise FileNotFoundError(errno.ENOENT, "replaced during the dump")
             info = inode_info_from_stat(st, flags=read_inode_flags(fd))
+            self._check_times(node, name, info)
             extents = _data_extents(fd, st)
             shortfall = self._write_file(ino, info, fd, extents)
             if shortfall:
