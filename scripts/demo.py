@@ -34,7 +34,9 @@ def build_sample_tree(root: str) -> None:
     os.symlink("docs/readme.txt", os.path.join(root, "readme-link"))
     os.link(os.path.join(root, "docs", "readme.txt"), os.path.join(root, "readme-hardlink"))
     os.mkfifo(os.path.join(root, "a-fifo"))
-    os.utime(os.path.join(root, "docs", "readme.txt"), ns=(1_600_000_000_123_456_789, 1_600_000_000_987_654_321))
+    os.utime(
+        os.path.join(root, "docs", "readme.txt"), ns=(1_600_000_000_123_456_789, 1_600_000_000_987_654_321)
+    )
 
 
 def run(*args: str) -> None:

@@ -42,8 +42,16 @@ def symlink(ino: int, target: bytes) -> tuple[int, InodeInfo, bytes]:
 def craft(inodes: list[tuple[int, InodeInfo, bytes]], blocking_factor: int = 10) -> bytes:
     """A dump of exactly these inodes, directories first, as Linux dump would order them."""
     maxino = max(ino for ino, _, _ in inodes) + 1
-    packer = HeaderPacker(date=1_700_000_000, ddate=0, level=0, label=b"crafted", filesys=b"/crafted",
-                          dev=b"/dev/null", host=b"test", ntrec=blocking_factor)
+    packer = HeaderPacker(
+        date=1_700_000_000,
+        ddate=0,
+        level=0,
+        label=b"crafted",
+        filesys=b"/crafted",
+        dev=b"/dev/null",
+        host=b"test",
+        ntrec=blocking_factor,
+    )
     sink = _Sink()
     w = RecordWriter(sink, blocking_factor)
     w.write_blocks(packer.volume_header(0))
@@ -56,8 +64,11 @@ def craft(inodes: list[tuple[int, InodeInfo, bytes]], blocking_factor: int = 10)
     ordered = sorted(inodes, key=lambda i: (not stat.S_ISDIR(i[1].mode), i[0]))
     for ino, info, data in ordered:
         padded = data + bytes(-len(data) % TP_BSIZE)
-        w.write_blocks(packer.inode_header(RecordType.INODE, ino, info, b"\x01" * (len(padded) // TP_BSIZE),
-                                           w.blocks_written))
+        w.write_blocks(
+            packer.inode_header(
+                RecordType.INODE, ino, info, b"\x01" * (len(padded) // TP_BSIZE), w.blocks_written
+            )
+        )
         w.write_blocks(padded)
     w.finish(lambda tapea: packer.end_header(tapea, maxino - 1))
     return sink.buffer.getvalue()

@@ -16,8 +16,12 @@ RESTORE = shutil.which("restore") or "/usr/sbin/restore"
 
 def missing_tools() -> list[str]:
     """Debian tools the interop tests need that are not installed (make test installs them)."""
-    wanted = {"dump": DUMP, "restore": RESTORE, "mke2fs": shutil.which("mke2fs") or "/usr/sbin/mke2fs",
-              "losetup": shutil.which("losetup") or "/usr/sbin/losetup"}
+    wanted = {
+        "dump": DUMP,
+        "restore": RESTORE,
+        "mke2fs": shutil.which("mke2fs") or "/usr/sbin/mke2fs",
+        "losetup": shutil.which("losetup") or "/usr/sbin/losetup",
+    }
     return [name for name, path in wanted.items() if not os.access(path, os.X_OK)]
 
 
@@ -26,11 +30,13 @@ def debian_dump_of(tree: str, image_dir: str, *, size: str = "256M", blocking_fa
     image = os.path.join(image_dir, "fs.img")
     out = os.path.join(image_dir, "debian.dump")
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-I", "256", "-d", tree, image, size], check=True)
-    loop = subprocess.run(["losetup", "-f", "--show", image], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", image], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
-        subprocess.run([DUMP, "-0", "-q", "-b", str(blocking_factor), "-f", out, loop], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [DUMP, "-0", "-q", "-b", str(blocking_factor), "-f", out, loop], check=True, capture_output=True
+        )
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
     return out
@@ -38,5 +44,4 @@ def debian_dump_of(tree: str, image_dir: str, *, size: str = "256M", blocking_fa
 
 def restore(args: list[str], cwd: str, stdin: str = "y\n") -> subprocess.CompletedProcess:
     """Run Debian restore in ``cwd``; the one question it asks (owner/mode of '.') gets ``stdin``."""
-    return subprocess.run([RESTORE, *args], cwd=cwd, input=stdin, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([RESTORE, *args], cwd=cwd, input=stdin, capture_output=True, text=True, timeout=300)

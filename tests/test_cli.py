@@ -47,13 +47,18 @@ def test_json_results(tmp_path, ndmptools, small_tree):
     dumped = json.loads(ndmptools.ok("dump", "--json", "-f", str(tmp_path / "d"), small_tree).stdout)
     assert dumped["level"] == 0 and dumped["path"] == small_tree and dumped["blocking_factor"] == 64
     assert dumped["bytes"] == os.path.getsize(tmp_path / "d") and dumped["warnings"] == []
-    restored = json.loads(ndmptools.ok("--json", "restore", "-f", str(tmp_path / "d"), "-C",
-                                       str(tmp_path / "r")).stdout)
+    restored = json.loads(
+        ndmptools.ok("--json", "restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r")).stdout
+    )
     assert restored["restored"] == dumped["inodes"] - dumped["directories"]
     listing = json.loads(ndmptools.ok("restore", "-t", "-f", str(tmp_path / "d"), "--json").stdout)
     by_path = {e["path"]: e for e in listing}
-    assert by_path["sub/b.bin"] == {"path": "sub/b.bin", "inode": by_path["sub/b.bin"]["inode"],
-                                    "type": "file", "size": 10240}
+    assert by_path["sub/b.bin"] == {
+        "path": "sub/b.bin",
+        "inode": by_path["sub/b.bin"]["inode"],
+        "type": "file",
+        "size": 10240,
+    }
     assert by_path["hard1"]["inode"] == by_path["hard2"]["inode"]
     assert by_path["sub/link"]["type"] == "symlink" and by_path["emptydir"]["type"] == "dir"
 
@@ -125,8 +130,9 @@ def test_an_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys, tmp
 def test_interrupt_stops_cleanly_and_leaves_nothing(tmp_path, small_tree):
     fifo = tmp_path / "nobody-reads"
     os.mkfifo(fifo)
-    proc = subprocess.Popen([sys.executable, "-m", "ndmptools", "dump", "-f", str(fifo), small_tree],
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ndmptools", "dump", "-f", str(fifo), small_tree], stderr=subprocess.PIPE
+    )
     time.sleep(1.5)  # mapped, and blocked opening the FIFO
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -138,8 +144,12 @@ def test_interrupt_stops_cleanly_and_leaves_nothing(tmp_path, small_tree):
 def test_progress_bar_only_on_a_terminal(tmp_path, small_tree):
     image = str(tmp_path / "d")
     primary, secondary = pty.openpty()
-    done = subprocess.run([sys.executable, "-m", "ndmptools", "dump", "-f", image, small_tree],
-                          stderr=secondary, stdout=subprocess.PIPE, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "ndmptools", "dump", "-f", image, small_tree],
+        stderr=secondary,
+        stdout=subprocess.PIPE,
+        timeout=60,
+    )
     os.close(secondary)
     drawn = b""
     while True:
@@ -163,8 +173,11 @@ def test_listing_into_a_closed_pipe_is_not_an_error(tmp_path):
     build_tree_from_spec(str(tree), {f"file-with-a-rather-long-name-{i:05d}": b"" for i in range(4000)})
     image = tmp_path / "d"
     subprocess.run([sys.executable, "-m", "ndmptools", "dump", "-q", "-f", str(image), str(tree)], check=True)
-    proc = subprocess.Popen([sys.executable, "-m", "ndmptools", "restore", "-t", "-f", str(image)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ndmptools", "restore", "-t", "-f", str(image)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read()
@@ -174,11 +187,19 @@ def test_listing_into_a_closed_pipe_is_not_an_error(tmp_path):
 
 def test_click_wiring_in_process(cli_runner, tmp_path, small_tree):
     app = App()
-    result = cli_runner.invoke(cli, ["dump", "-level", "0", "-b", "16", "-f", str(tmp_path / "d"), small_tree],
-                               obj=app, catch_exceptions=False)
+    result = cli_runner.invoke(
+        cli,
+        ["dump", "-level", "0", "-b", "16", "-f", str(tmp_path / "d"), small_tree],
+        obj=app,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
-    result = cli_runner.invoke(cli, ["restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"), "sub"],
-                               obj=App(), catch_exceptions=False)
+    result = cli_runner.invoke(
+        cli,
+        ["restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"), "sub"],
+        obj=App(),
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     assert sorted(os.listdir(tmp_path / "r")) == ["sub"]
 

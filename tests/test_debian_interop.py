@@ -41,8 +41,9 @@ DEBIAN_MINOR_LIMIT = (1 << 19) - 1  # its mknod() takes the device word as a sig
 def our_image(tmp_path_factory, ndmptools):
     """The sample tree (names Debian restore can handle) and ndmptools' dump of it."""
     base = tmp_path_factory.mktemp("ours")
-    tree = build_sample_tree(str(base / "tree"), longest_name=DEBIAN_NAME_LIMIT,
-                              huge_minor=DEBIAN_MINOR_LIMIT)
+    tree = build_sample_tree(
+        str(base / "tree"), longest_name=DEBIAN_NAME_LIMIT, huge_minor=DEBIAN_MINOR_LIMIT
+    )
     image = str(base / "ours.dump")
     ndmptools.ok("dump", "-f", image, tree)
     return tree, image
@@ -117,8 +118,13 @@ def test_debian_restore_compare_sees_a_changed_file(short_dir, ndmptools):
 def debian_image(tmp_path_factory):
     """A tree, and the dump Debian's dump wrote of an ext4 image of that same tree."""
     base = tmp_path_factory.mktemp("debian")
-    tree = build_sample_tree(str(base / "tree"), sockets=False, longest_name=DEBIAN_NAME_LIMIT,
-                              huge_minor=DEBIAN_MINOR_LIMIT, linked_symlink=False)
+    tree = build_sample_tree(
+        str(base / "tree"),
+        sockets=False,
+        longest_name=DEBIAN_NAME_LIMIT,
+        huge_minor=DEBIAN_MINOR_LIMIT,
+        linked_symlink=False,
+    )
     return str(tree), debian_dump_of(str(tree), str(base))
 
 
@@ -148,22 +154,34 @@ def test_header_fields_are_filled_as_debian_dump_fills_them(tmp_path, ndmptools)
     image = tmp_path / "fs.img"
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "backup-label", "-d", str(tree), str(image),
-                    "32M"], check=True)
+    subprocess.run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "backup-label", "-d", str(tree), str(image), "32M"],
+        check=True,
+    )
     subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
     try:
-        subprocess.run(["dump", "-0", "-q", "-f", str(tmp_path / "debian.dump"), str(mnt)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["dump", "-0", "-q", "-f", str(tmp_path / "debian.dump"), str(mnt)],
+            check=True,
+            capture_output=True,
+        )
         ndmptools.ok("dump", "-f", str(tmp_path / "ours.dump"), str(mnt))
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
 
     def fields(path):
-        block = open(path, "rb").read(1024)
+        with open(path, "rb") as f:
+            block = f.read(1024)
         text = lambda a, b: block[a:b].split(b"\0")[0]  # noqa: E731
-        return {"label": text(676, 692), "level": struct.unpack_from("<i", block, 692)[0],
-                "filesys": text(696, 760), "dev": text(760, 824), "host": text(824, 888),
-                "flags": struct.unpack_from("<i", block, 888)[0], "volume": struct.unpack_from("<i", block, 12)[0]}
+        return {
+            "label": text(676, 692),
+            "level": struct.unpack_from("<i", block, 692)[0],
+            "filesys": text(696, 760),
+            "dev": text(760, 824),
+            "host": text(824, 888),
+            "flags": struct.unpack_from("<i", block, 888)[0],
+            "volume": struct.unpack_from("<i", block, 12)[0],
+        }
 
     ours, theirs = fields(tmp_path / "ours.dump"), fields(tmp_path / "debian.dump")
     assert ours == theirs

@@ -29,37 +29,106 @@ ns_time = st.integers(min_value=0, max_value=(2**32 - 1) * 10**9 + 999_999_999)
 @given(
     mode=st.sampled_from([0o100644, 0o040755, 0o120777, 0o104755, 0o010600, 0o140755]),
     size=st.integers(0, 2**63 - 1),
-    atime=ns_time, mtime=ns_time, ctime=ns_time,
-    uid=st.integers(0, 2**32 - 1), gid=st.integers(0, 2**32 - 1),
-    nlink=st.integers(0, 32767), flags=st.integers(0, 2**32 - 1),
-    inumber=st.integers(0, 2**32 - 1), tapea=st.integers(0, 2**32 - 1),
-    count=st.integers(0, 512), data=st.data(),
+    atime=ns_time,
+    mtime=ns_time,
+    ctime=ns_time,
+    uid=st.integers(0, 2**32 - 1),
+    gid=st.integers(0, 2**32 - 1),
+    nlink=st.integers(0, 32767),
+    flags=st.integers(0, 2**32 - 1),
+    inumber=st.integers(0, 2**32 - 1),
+    tapea=st.integers(0, 2**32 - 1),
+    count=st.integers(0, 512),
+    data=st.data(),
 )
-def test_header_round_trip(mode, size, atime, mtime, ctime, uid, gid, nlink, flags, inumber, tapea, count,
-                           data):
+def test_header_round_trip(
+    mode, size, atime, mtime, ctime, uid, gid, nlink, flags, inumber, tapea, count, data
+):
     addr = data.draw(st.binary(min_size=count, max_size=count).map(lambda b: bytes(x & 1 for x in b)))
-    info = InodeInfo(mode=mode, nlink=nlink, size=size, atime_ns=atime, mtime_ns=mtime, ctime_ns=ctime,
-                     flags=flags, uid=uid, gid=gid)
-    header = Header(type=RecordType.INODE, date=1_700_000_000, volume=1, tapea=tapea, inumber=inumber,
-                    inode=info, count=count, addr=addr, label=b"lbl", level=0, filesys=b"/fs", dev=b"/dev/x",
-                    host=b"h", flags=2, ntrec=64)
+    info = InodeInfo(
+        mode=mode,
+        nlink=nlink,
+        size=size,
+        atime_ns=atime,
+        mtime_ns=mtime,
+        ctime_ns=ctime,
+        flags=flags,
+        uid=uid,
+        gid=gid,
+    )
+    header = Header(
+        type=RecordType.INODE,
+        date=1_700_000_000,
+        volume=1,
+        tapea=tapea,
+        inumber=inumber,
+        inode=info,
+        count=count,
+        addr=addr,
+        label=b"lbl",
+        level=0,
+        filesys=b"/fs",
+        dev=b"/dev/x",
+        host=b"h",
+        flags=2,
+        ntrec=64,
+    )
     block = pack_header(header)
     assert len(block) == TP_BSIZE
     assert sum(struct.unpack("<256I", block)) % 2**32 == CHECKSUM
     back = unpack_header(block)
     assert back.inode == info
     assert (back.inumber, back.tapea, back.count, back.addr) == (inumber, tapea, count, addr)
-    assert (back.label, back.filesys, back.dev, back.host, back.ntrec) == (b"lbl", b"/fs", b"/dev/x", b"h", 64)
+    assert (back.label, back.filesys, back.dev, back.host, back.ntrec) == (
+        b"lbl",
+        b"/fs",
+        b"/dev/x",
+        b"h",
+        64,
+    )
 
 
 def test_field_offsets_are_linux_dumps():
-    info = InodeInfo(mode=0o100600, nlink=3, size=0x1_0000_0005, atime_ns=1_000_000_002_000,
-                     mtime_ns=7 * 10**9, uid=70000, gid=80000, flags=0x80000)
-    block = pack_header(Header(type=RecordType.INODE, date=11, ddate=12, volume=13, tapea=14, inumber=15,
-                               inode=info, count=2, addr=b"\1\0", label=b"L", level=5, filesys=b"F",
-                               dev=b"D", host=b"H", flags=2, firstrec=7, ntrec=32, extattributes=3))
+    info = InodeInfo(
+        mode=0o100600,
+        nlink=3,
+        size=0x1_0000_0005,
+        atime_ns=1_000_000_002_000,
+        mtime_ns=7 * 10**9,
+        uid=70000,
+        gid=80000,
+        flags=0x80000,
+    )
+    block = pack_header(
+        Header(
+            type=RecordType.INODE,
+            date=11,
+            ddate=12,
+            volume=13,
+            tapea=14,
+            inumber=15,
+            inode=info,
+            count=2,
+            addr=b"\1\0",
+            label=b"L",
+            level=5,
+            filesys=b"F",
+            dev=b"D",
+            host=b"H",
+            flags=2,
+            firstrec=7,
+            ntrec=32,
+            extattributes=3,
+        )
+    )
     assert struct.unpack_from("<iiiiIIi", block, 0) == (2, 11, 12, 13, 14, 15, NFS_MAGIC)
-    assert struct.unpack_from("<HhHHQ", block, 32) == (0o100600, 3, 70000 & 0xFFFF, 80000 & 0xFFFF, 0x1_0000_0005)
+    assert struct.unpack_from("<HhHHQ", block, 32) == (
+        0o100600,
+        3,
+        70000 & 0xFFFF,
+        80000 & 0xFFFF,
+        0x1_0000_0005,
+    )
     assert struct.unpack_from("<II", block, 48) == (1000, 2)  # atime: seconds, microseconds
     assert struct.unpack_from("<I", block, 56) == (7,)
     assert struct.unpack_from("<I", block, 132) == (0x80000,)  # di_flags
@@ -91,7 +160,11 @@ def test_any_damaged_byte_fails_the_checksum():
 
 @pytest.mark.parametrize(
     ("magic", "words"),
-    [(60011, "old-format"), (int.from_bytes((60012).to_bytes(4, "big"), "little"), "big-endian"), (1, "magic")],
+    [
+        (60011, "old-format"),
+        (int.from_bytes((60012).to_bytes(4, "big"), "little"), "big-endian"),
+        (1, "magic"),
+    ],
 )
 def test_foreign_headers_are_named(magic, words):
     block = bytearray(pack_header(Header(type=RecordType.TAPE)))
@@ -122,7 +195,7 @@ def test_directories_round_trip_and_never_cross_512_bytes(entries):
 @settings(max_examples=300)
 @given(st.binary(max_size=4096))
 def test_parsing_garbage_directories_terminates(data):
-    entries, problems = parse_directory(data)
+    entries, _ = parse_directory(data)
     for entry in entries:
         assert entry.ino != 0 and len(entry.name) <= 255
 

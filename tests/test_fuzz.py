@@ -25,22 +25,33 @@ from tests.trees import build_tree_from_spec
 
 pytestmark = pytest.mark.root
 
-name_chars = st.sampled_from(list("abcXYZ019 -_.é名") + ["\\", "'", '"', "*"])
+name_chars = st.sampled_from([*"abcXYZ019 -_.é名", "\\", "'", '"', "*"])
 names = st.text(name_chars, min_size=1, max_size=24).filter(lambda n: n not in (".", ".."))
 times = st.tuples(st.integers(0, 4_000_000_000 * 10**9), st.integers(0, 4_000_000_000 * 10**9))
 modes = st.sampled_from([0o644, 0o600, 0o755, 0o4755, 0o2750, 0o000, 0o777])
-contents = st.one_of(st.binary(max_size=64), st.binary(min_size=1000, max_size=5000),
-                     st.builds(lambda n, b: b * n, st.integers(1, 300), st.binary(min_size=1000, max_size=1000)))
+contents = st.one_of(
+    st.binary(max_size=64),
+    st.binary(min_size=1000, max_size=5000),
+    st.builds(lambda n, b: b * n, st.integers(1, 300), st.binary(min_size=1000, max_size=1000)),
+)
 leaves = st.one_of(
     contents,
     st.builds(lambda d, m, t: ("file", d, m, t), contents, modes, times),
-    st.builds(lambda t: ("link", t), st.text(name_chars, min_size=1, max_size=300).filter(lambda t: "\0" not in t)),
-    st.builds(lambda size, off, d: ("sparse", size, min(off, size), d),
-              st.integers(0, 3 << 20), st.integers(0, 3 << 20), st.binary(min_size=1, max_size=100)),
+    st.builds(
+        lambda t: ("link", t), st.text(name_chars, min_size=1, max_size=300).filter(lambda t: "\0" not in t)
+    ),
+    st.builds(
+        lambda size, off, d: ("sparse", size, min(off, size), d),
+        st.integers(0, 3 << 20),
+        st.integers(0, 3 << 20),
+        st.binary(min_size=1, max_size=100),
+    ),
 )
-trees = st.recursive(st.dictionaries(names, leaves, max_size=6),
-                     lambda children: st.dictionaries(names, st.one_of(leaves, children), max_size=6),
-                     max_leaves=40)
+trees = st.recursive(
+    st.dictionaries(names, leaves, max_size=6),
+    lambda children: st.dictionaries(names, st.one_of(leaves, children), max_size=6),
+    max_leaves=40,
+)
 
 
 def _with_hard_links(spec: dict, choices) -> dict:
@@ -60,8 +71,11 @@ def _with_hard_links(spec: dict, choices) -> dict:
 
 def _dump(tree: str, image: str, blocking_factor: int = 10) -> None:
     run = RunContext()
-    run_dump(DumpOptions(path=tree, file=image, blocking_factor=blocking_factor),
-             lambda: open_medium(image, "w"), run)
+    run_dump(
+        DumpOptions(path=tree, file=image, blocking_factor=blocking_factor),
+        lambda: open_medium(image, "w"),
+        run,
+    )
     assert run.stats.warnings == []
 
 
@@ -123,7 +137,8 @@ def pristine(tmp_path_factory):
     with open_medium(image, "r") as medium:
         run_list(ListOptions(file=image), medium, RunContext(), entries.append)
     inode_of = {e.path: e.inode for e in entries}
-    return Pristine(tree, open(image, "rb").read(), spans, inode_of, prelude_end)
+    with open(image, "rb") as f:
+        return Pristine(tree, f.read(), spans, inode_of, prelude_end)
 
 
 class Pristine(tuple):
@@ -138,13 +153,20 @@ def _same_entry(source: str, restored: str) -> list[str]:
     a, b = os.lstat(source), os.lstat(restored)
     problems = []
     if (a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_mtime_ns) != (
-            b.st_mode, b.st_uid, b.st_gid, b.st_size, b.st_mtime_ns):
+        b.st_mode,
+        b.st_uid,
+        b.st_gid,
+        b.st_size,
+        b.st_mtime_ns,
+    ):
         problems.append("metadata differs")
     if stat.S_ISLNK(a.st_mode):
         if os.readlink(source) != os.readlink(restored):
             problems.append("link target differs")
-    elif open(source, "rb").read() != open(restored, "rb").read():
-        problems.append("content differs")
+    else:
+        with open(source, "rb") as fa, open(restored, "rb") as fb:
+            if fa.read() != fb.read():
+                problems.append("content differs")
     return problems
 
 
@@ -200,13 +222,16 @@ def test_damaged_images_fail_cleanly_or_restore_correctly(pristine, data):
         if not os.path.isdir(target):
             assert failed is not None
             return
-        for rel, ino in inode_of.items():
+        for rel in inode_of:
             source = os.path.join(tree, rel)
             if stat.S_ISDIR(os.lstat(source).st_mode):
                 continue
             ranges = _depends_on(rel, inode_of, spans, prelude_end)
-            if any(lo <= hit < hi or (cut is not None and hit == cut and cut < hi) for hit in hits
-                   for lo, hi in ranges):
+            if any(
+                lo <= hit < hi or (cut is not None and hit == cut and cut < hi)
+                for hit in hits
+                for lo, hi in ranges
+            ):
                 continue  # this entry's bytes were damaged: any outcome but a write outside is allowed
             restored = os.path.join(target, rel)
             if not os.path.lexists(restored):

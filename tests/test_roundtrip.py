@@ -12,8 +12,8 @@ from tests.trees import GiB
 pytestmark = pytest.mark.root
 
 
-def assert_same(source: str, restored: str, rules: CompareRules = CompareRules()) -> None:
-    count, problems = compare_trees(source, restored, rules)
+def assert_same(source: str, restored: str, rules: CompareRules | None = None) -> None:
+    count, problems = compare_trees(source, restored, rules or CompareRules())
     assert not problems, "\n".join(problems[:40])
     assert count > 1
 
@@ -97,8 +97,11 @@ def test_restore_named_paths_only(sample_tree, sample_dump, tmp_path, ndmptools)
     os.makedirs(target)
     os.chmod(target, 0o751)
     ndmptools.ok("restore", "-f", sample_dump, "-C", str(target), "dir/sub", "./one-byte", "/hard-c")
-    found = sorted(os.path.relpath(os.path.join(d, n), target)
-                   for d, dirs, files in os.walk(target) for n in dirs + files)
+    found = sorted(
+        os.path.relpath(os.path.join(d, n), target)
+        for d, dirs, files in os.walk(target)
+        for n in dirs + files
+    )
     assert "one-byte" in found and "hard-c" in found and "dir/sub/three-headers" in found
     assert "dir/medium" not in found and "many" not in found
     assert os.stat(target).st_mode & 0o7777 == 0o751  # a partial restore leaves the target alone
@@ -147,3 +150,24 @@ def test_times_the_format_cannot_hold_are_clamped_with_a_warning(tmp_path, ndmpt
     assert b"from-1960: a time outside 1970-2106" in done.stderr
     ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
     assert os.stat(tmp_path / "r" / "from-1960").st_mtime_ns == 0
+
+
+def test_owners_are_left_alone_when_not_root(tmp_path, monkeypatch):
+    # A restore by an ordinary user cannot give files away: it must not even try.
+    import ndmptools.engine.metadata as metadata
+    from ndmptools.engine.options import RestoreOptions
+    from ndmptools.engine.progress import RunContext
+    from ndmptools.engine.restore import run_restore
+    from ndmptools.media import open_medium
+    from tests.craft import DT_REG, craft, directory, regular
+
+    image = tmp_path / "d"
+    crafted = craft([directory(2, 2, (3, DT_REG, b"f")), regular(3, b"x")])
+    image.write_bytes(crafted)
+    calls = []
+    monkeypatch.setattr(metadata, "RESTORES_OWNERS", False)
+    monkeypatch.setattr(os, "fchown", lambda *a: calls.append(a))
+    with open_medium(str(image), "r") as medium:
+        run_restore(RestoreOptions(file=str(image), target=str(tmp_path / "r")), medium, RunContext())
+    assert calls == []
+    assert (tmp_path / "r" / "f").read_bytes() == b"x"

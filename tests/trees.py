@@ -36,9 +36,16 @@ def _sparse(path: str, size: int, pieces: list[tuple[int, bytes]], times=T_NS) -
     os.utime(path, ns=times)
 
 
-def build_sample_tree(root: str, *, huge_sparse: bool = True, special_names: bool = True,
-                      sockets: bool = True, longest_name: int = 255, huge_minor: int = 1_000_000,
-                      linked_symlink: bool = True) -> str:
+def build_sample_tree(
+    root: str,
+    *,
+    huge_sparse: bool = True,
+    special_names: bool = True,
+    sockets: bool = True,
+    longest_name: int = 255,
+    huge_minor: int = 1_000_000,
+    linked_symlink: bool = True,
+) -> str:
     """Every entry type, mode, owner and time shape the foundation must keep.
 
     Debian's restore 0.4b47 mangles names of 253 bytes and more, even from its
@@ -69,8 +76,11 @@ def build_sample_tree(root: str, *, huge_sparse: bool = True, special_names: boo
     _sparse(j("sparse-trailing-hole"), 6 * MiB + 333, [(0, rnd.randbytes(10_000))])
     _sparse(j("all-hole"), 2 * MiB, [])
     if huge_sparse:
-        _sparse(j("over-4GiB"), 5 * GiB + 123, [(4 * GiB + 512 * 1024 + 7, b"beyond 4 GiB"),
-                                                (5 * GiB + 100, b"tail")])
+        _sparse(
+            j("over-4GiB"),
+            5 * GiB + 123,
+            [(4 * GiB + 512 * 1024 + 7, b"beyond 4 GiB"), (5 * GiB + 100, b"tail")],
+        )
     os.symlink("empty-file", j("link-short"))
     os.symlink("x" * 200 + "/target", j("link-long-dangling"))
     os.symlink("/etc/passwd", j("link-absolute"))
@@ -100,8 +110,18 @@ def build_sample_tree(root: str, *, huge_sparse: bool = True, special_names: boo
     os.chmod(j("sticky"), 0o1777)
     os.chmod(j("private"), 0o700)
     os.chmod(j("dir"), 0o2755)
-    for d in ("dir/sub/deeper/and/deeper", "dir/sub/deeper/and", "dir/sub/deeper", "dir/sub", "dir",
-              "empty", "many", "sticky", "private", ""):
+    for d in (
+        "dir/sub/deeper/and/deeper",
+        "dir/sub/deeper/and",
+        "dir/sub/deeper",
+        "dir/sub",
+        "dir",
+        "empty",
+        "many",
+        "sticky",
+        "private",
+        "",
+    ):
         os.utime(j(d) if d else root, ns=T_NS)
     return root
 

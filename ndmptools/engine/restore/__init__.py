@@ -288,7 +288,7 @@ def _reason(why: BaseException) -> str:
 def run_restore(options: RestoreOptions, medium: Medium, run: RunContext) -> RestoreResult:
     """Restore from ``medium`` into ``options.target``."""
     reader = DumpReader(medium, run.warn)
-    run.reporter.phase("stage 1: catalog")
+    run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
     catalog = read_catalog(reader, options.paths, run)
     target = TargetTree(options.target)
     restorer = Restorer(catalog, reader, target, run)
