@@ -171,3 +171,20 @@ def test_owners_are_left_alone_when_not_root(tmp_path, monkeypatch):
         run_restore(RestoreOptions(file=str(image), target=str(tmp_path / "r")), medium, RunContext())
     assert calls == []
     assert (tmp_path / "r" / "f").read_bytes() == b"x"
+
+
+def test_a_directory_of_more_than_512_blocks(tmp_path, ndmptools):
+    # 30,000 entries make a directory of about 1.2 MiB: its blocks need TS_ADDR headers too.
+    tree = tmp_path / "t"
+    (tree / "big").mkdir(parents=True)
+    for i in range(30_000):
+        (tree / "big" / f"entry-number-{i:06d}").touch()
+    image = tmp_path / "d"
+    ndmptools.ok("dump", "-q", "-f", str(image), str(tree))
+    listing = ndmptools.ok("restore", "-t", "--json", "-f", str(image)).stdout
+    import json
+
+    sizes = {e["path"]: e["size"] for e in json.loads(listing)}
+    assert sizes["big"] > 512 * 1024 and len(sizes) == 30_002
+    ndmptools.ok("restore", "-q", "-f", str(image), "-C", str(tmp_path / "r"))
+    assert len(os.listdir(tmp_path / "r" / "big")) == 30_000

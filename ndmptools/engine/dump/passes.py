@@ -59,9 +59,7 @@ class DumpWriter:
     def write_directories(self) -> None:
         self.run.reporter.phase("pass III: directories")
         for node in self.tree.directories:
-            data = node.contents
-            padded = data + bytes(-len(data) % TP_BSIZE)
-            self._write_inode(node.ino, node.info, _PRESENT[: len(padded) // TP_BSIZE], padded)
+            self._write_inode(node.ino, node.info, node.contents)
 
     # -- pass IV ----------------------------------------------------------------
 
@@ -110,8 +108,7 @@ class DumpWriter:
                 target = os.readlink(name, dir_fd=dir_fd)
                 info = inode_info_from_stat(st, size=len(target))
                 self._check_times(node, name, info)
-                padded = target + bytes(-len(target) % TP_BSIZE)
-                self._write_inode(ino, info, _PRESENT[: len(padded) // TP_BSIZE], padded)
+                self._write_inode(ino, info, target)
             elif stat.S_ISDIR(st.st_mode):
                 self.run.warn(
                     f"{os.fsdecode(os.path.join(node.path, name))} became a directory during "
@@ -120,7 +117,7 @@ class DumpWriter:
             else:
                 info = inode_info_from_stat(st, size=0)
                 self._check_times(node, name, info)
-                self._write_inode(ino, info, b"", b"")
+                self._write_inode(ino, info)
         except OSError as err:
             self._missing(node, name, err)
 
@@ -186,14 +183,25 @@ class DumpWriter:
         self.inodes_written += 1
         return shortfall
 
-    def _write_inode(self, ino: int, info: InodeInfo, addr: bytes, data: bytes) -> None:
-        """An inode whose data is in memory: a directory or a symlink, or none at all."""
+    def _write_inode(self, ino: int, info: InodeInfo, data: bytes = b"") -> None:
+        """An inode whose data is in memory (a directory, a symlink) or has none.
+
+        Every block is present; past 512 blocks (a directory of some 20,000
+        entries) the addresses continue in TS_ADDR headers, as for files.
+        """
         w = self.writer
-        w.write_blocks(self.packer.inode_header(RecordType.INODE, ino, info, addr, w.blocks_written))
-        if data:
-            w.write_blocks(data)
+        view = memoryview(data + bytes(-len(data) % TP_BSIZE))
+        blocks = len(view) // TP_BSIZE
+        record_type = RecordType.INODE
+        for first in range(0, max(blocks, 1), TP_NINDIR):
+            count = min(TP_NINDIR, blocks - first)
+            w.write_blocks(
+                self.packer.inode_header(record_type, ino, info, _PRESENT[:count], w.blocks_written)
+            )
+            w.write_blocks(view[first * TP_BSIZE : (first + count) * TP_BSIZE])
+            record_type = RecordType.ADDR
         self.inodes_written += 1
-        self.run.reporter.advance(TP_BSIZE + len(data))
+        self.run.reporter.advance(TP_BSIZE + len(view))
 
     def finish(self) -> None:
         """TS_END blocks to the end of the last record."""
