@@ -188,3 +188,28 @@ def test_a_directory_of_more_than_512_blocks(tmp_path, ndmptools):
     assert sizes["big"] > 512 * 1024 and len(sizes) == 30_002
     ndmptools.ok("restore", "-q", "-f", str(image), "-C", str(tmp_path / "r"))
     assert len(os.listdir(tmp_path / "r" / "big")) == 30_000
+
+
+def test_a_full_target_loses_the_file_but_not_the_stream(tmp_path, ndmptools):
+    # The 3 MiB file does not fit; the files after it on media must still come back intact.
+    import subprocess
+
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a-too-big").write_bytes(os.urandom(3 << 20))
+    for i in range(5):
+        (tree / f"b-small-{i}").write_bytes(os.urandom(20_000))
+    image = tmp_path / "d"
+    ndmptools.ok("dump", "-q", "-f", str(image), str(tree))
+    target = tmp_path / "small-fs"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], check=True)
+    try:
+        done = ndmptools("restore", "-f", str(image), "-C", str(target))
+        assert done.returncode == 1, done.stderr
+        assert b"a-too-big: cannot write: No space left on device; not restored" in done.stderr
+        assert not (target / "a-too-big").exists()  # no partial file left looking whole
+        for i in range(5):
+            assert (target / f"b-small-{i}").read_bytes() == (tree / f"b-small-{i}").read_bytes()
+    finally:
+        subprocess.run(["umount", str(target)], check=True)

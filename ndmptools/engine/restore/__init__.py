@@ -58,18 +58,28 @@ class RestoreResult:
 
 
 class _FileSink:
-    """Writes a file's data at its offsets; holes are left unwritten, so they stay holes."""
+    """Writes a file's data at its offsets; holes are left unwritten, so they stay holes.
 
-    __slots__ = ("fd",)
+    A write error is kept, not raised: the reader must still consume the rest
+    of the file's blocks, or the media stream would lose its place.
+    """
+
+    __slots__ = ("error", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.error: OSError | None = None
 
     def data(self, offset: int, pieces: list[memoryview]) -> None:
-        while pieces:
-            written = os.pwritev(self.fd, pieces, offset)
-            offset += written
-            pieces = _advance(pieces, written)
+        if self.error is not None:
+            return
+        try:
+            while pieces:
+                written = os.pwritev(self.fd, pieces, offset)
+                offset += written
+                pieces = _advance(pieces, written)
+        except OSError as err:
+            self.error = err
 
     def hole(self, offset: int, length: int) -> None:
         pass
@@ -196,24 +206,43 @@ class Restorer:
             self.warn_entry(self.catalog.path_of(link), str(why))
             self.reader.skip_data(header)
             return None
+        path = self.catalog.path_of(link)
         complete = False
         try:
-            complete = self.reader.read_data(header, _FileSink(fd))
+            sink = _FileSink(fd)
+            complete = self.reader.read_data(header, sink)
+            if not complete:
+                self.warn_entry(path, "its data is incomplete on media; not restored")
+            elif sink.error is not None:
+                complete = False
+                self.warn_entry(path, f"cannot write: {sink.error.strerror}; not restored")
+            else:
+                try:
+                    os.ftruncate(fd, info.size)
+                except OSError as err:
+                    complete = False
+                    self.warn_entry(path, f"cannot set its size: {err.strerror}; not restored")
             if complete:
-                os.ftruncate(fd, info.size)
-                apply_to_fd(fd, info)
-        except OSError as err:
-            complete = False
-            self.warn_entry(self.catalog.path_of(link), f"cannot write: {err.strerror}")
-            self.reader.skip_data(header)
+                self._apply_attributes(path, lambda: apply_to_fd(fd, info))
         finally:
             os.close(fd)
             if not complete:
                 self.target.remove(link.parent, link.name)  # never leave a partial file looking whole
-        if not complete:
-            self.warn_entry(self.catalog.path_of(link), "its data is incomplete on media; not restored")
-            return None
-        return link
+        return link if complete else None
+
+    def _apply_attributes(self, path: bytes, apply) -> None:
+        """Owner, mode and times; the entry is restored even when they cannot be set."""
+        try:
+            apply()
+        except (Refused, OSError) as why:
+            self.warn_entry(path, f"restored, but its attributes could not be set: {_reason(why)}")
+
+    def _named_attributes(self, link: Link, info: InodeInfo):
+        def apply() -> None:
+            with self.target.directory(link.parent) as dir_fd:
+                apply_to_name(dir_fd, link.name, info)
+
+        return apply
 
     def _extract_symlink(self, header: Header, links: list[Link]) -> Link | None:
         link = links[0]
@@ -224,11 +253,10 @@ class Restorer:
             return None
         try:
             self.target.make_symlink(link.parent, link.name, target)
-            with self.target.directory(link.parent) as dir_fd:
-                apply_to_name(dir_fd, link.name, header.inode)
-        except (Refused, OSError) as why:
-            self.warn_entry(self.catalog.path_of(link), _reason(why))
+        except Refused as why:
+            self.warn_entry(self.catalog.path_of(link), str(why))
             return None
+        self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, header.inode))
         return link
 
     def _extract_node(self, info: InodeInfo, links: list[Link]) -> Link | None:
@@ -236,11 +264,10 @@ class Restorer:
         device = os.makedev(info.rdev_major, info.rdev_minor) if info.is_device else 0
         try:
             self.target.make_node(link.parent, link.name, info.mode, device)
-            with self.target.directory(link.parent) as dir_fd:
-                apply_to_name(dir_fd, link.name, info)
-        except (Refused, OSError) as why:
-            self.warn_entry(self.catalog.path_of(link), _reason(why))
+        except Refused as why:
+            self.warn_entry(self.catalog.path_of(link), str(why))
             return None
+        self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, info))
         return link
 
     def _account_for_missing(self) -> None:
