@@ -66,7 +66,6 @@ class Catalog:
     links: dict[int, list[Link]] = field(default_factory=dict)
     full: bool = True  # the whole dump, not a selection
     first_file: Header | None = None  # the first non-directory header, for stage 3
-    media_directories: int = 0
 
     def path_of(self, link: Link) -> bytes:
         parent = self.by_ino[link.parent].path
@@ -89,7 +88,7 @@ def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) ->
         header = reader.next_inode()
     if ROOTINO not in contents:
         raise FormatError("the root directory is not on the media", reader.last_offset)
-    catalog = Catalog(volume=volume, first_file=header, media_directories=len(contents))
+    catalog = Catalog(volume=volume, first_file=header)
     wanted = _select(contents, paths, run)
     catalog.full = wanted.get(ROOTINO, set()) is ALL
     _build_tree(catalog, contents, infos, wanted, volume.maxino, run)
