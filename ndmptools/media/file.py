@@ -12,9 +12,9 @@ import errno
 import os
 import stat
 import sys
-from types import TracebackType
 
 from ndmptools.errors import MediaError
+from ndmptools.media.base import KiB, MediumBase, Position, Prompt
 
 _STDIO = "-"
 
@@ -27,8 +27,13 @@ def _describe(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-class FileMedium:
-    """A byte stream with no record boundaries; one dump per file."""
+class FileMedium(MediumBase):
+    """A byte stream with no record boundaries; one dump per file.
+
+    A dump read from files may span several of them (one per volume): the
+    next one comes from the list given, or from the operator when a prompt
+    is available.
+    """
 
     keeps_records = False
 
@@ -50,10 +55,61 @@ class FileMedium:
         self._owns_fd = owns_fd
         self._closed = False
         self.size_hint: int | None = None
+        self.more_volumes = []
         if mode == "r":
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode):
                 self.size_hint = st.st_size
+
+    more_volumes: list[str]
+    prompt: Prompt | None = None
+
+    @classmethod
+    def open_volumes(cls, specs: list[str], mode: str, prompt: Prompt | None = None) -> FileMedium:
+        """The first of ``specs``; the others (and the prompt) give the next volumes."""
+        medium = cls.open(specs[0], mode)
+        medium.more_volumes = list(specs[1:])
+        medium.prompt = prompt
+        return medium
+
+    def next_volume(self, volume: int, description: str) -> bool:
+        if self._mode != "r":
+            return False  # a dump to a file fails when the file system is full
+        if self.more_volumes:
+            path = self.more_volumes.pop(0)
+        elif self.prompt is not None and self._owns_fd:
+            path = self.prompt(
+                f"Volume {volume} of {description} is needed: the path of the file "
+                "holding it (nothing to stop): "
+            )
+            if not path:
+                return False
+        else:
+            return False
+        replacement = FileMedium.open(path, "r")
+        self.close()
+        self.name, self._fd, self._closed = replacement.name, replacement._fd, False
+        self.size_hint = replacement.size_hint
+        replacement._closed = True  # its descriptor now belongs to self
+        return True
+
+    def rewind(self) -> None:
+        self.seek(Position(0, 0))
+
+    def tell(self) -> Position:
+        """The position in 1 KiB tape blocks (a stream has no other records)."""
+        try:
+            return Position(0, os.lseek(self._fd, 0, os.SEEK_CUR) // KiB)
+        except OSError as err:
+            raise MediaError(f"{self.name} has no position: {_describe(err)}") from err
+
+    def seek(self, position: Position) -> None:
+        if position.file_number != 0:
+            super().space_files(position.file_number)
+        try:
+            os.lseek(self._fd, position.record_number * KiB, os.SEEK_SET)
+        except OSError as err:
+            raise MediaError(f"cannot seek in {self.name}: {_describe(err)}") from err
 
     @classmethod
     def open(cls, spec: str, mode: str) -> FileMedium:
@@ -169,14 +225,3 @@ class FileMedium:
         if self._temp_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._temp_path)
-
-    def __enter__(self) -> FileMedium:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
