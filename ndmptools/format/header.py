@@ -335,17 +335,32 @@ class HeaderPacker:
             ntrec=ntrec,
         )
 
-    def volume_header(self, tapea: int, firstrec: int = 0) -> bytes:
-        """TS_TAPE: starts every volume."""
+    def volume_header(
+        self,
+        tapea: int,
+        *,
+        volume: int = 1,
+        inumber: int = 0,
+        inode: InodeInfo | None = None,
+        continued_blocks: int = 1,
+    ) -> bytes:
+        """TS_TAPE: starts every volume.
+
+        On a continuation volume, c_firstrec is the header's own block number
+        and c_inumber/c_dinode/c_count name the inode whose ``continued_blocks``
+        data blocks come first, as Linux dump writes them.
+        """
+        common = dict(self._common, volume=volume)
         return pack_header(
             Header(
                 type=RecordType.TAPE,
                 tapea=tapea,
-                count=1,
-                addr=b"\0",
+                inumber=inumber,
+                inode=inode or InodeInfo(),
+                count=continued_blocks,
                 flags=DR_NEWHEADER | DR_NEWINODEFMT,
-                firstrec=firstrec,
-                **self._common,
+                firstrec=tapea,
+                **common,
             )
         )
 

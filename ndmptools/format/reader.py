@@ -10,11 +10,12 @@ consumes input, so no input can make it loop.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ndmptools.errors import FormatError
+from ndmptools.errors import FormatError, MediaError
 from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import (
     DR_COMPRESSED,
@@ -83,7 +84,10 @@ class DumpReader:
     """A dump read front to back."""
 
     def __init__(self, medium: Medium, warn: Callable[[str], None]) -> None:
+        self.medium = medium
         self.blocks = BlockReader(medium)
+        self.blocks.on_volume_end = self._load_next_volume
+        self.blocks.on_volume_start = self._check_next_volume
         self.warn = warn
         self.volume: VolumeStart | None = None
         self._pending: Header | None = None
@@ -112,7 +116,7 @@ class DumpReader:
             raise FormatError("compressed dumps (dump -z/-j/-y) are not supported", offset)
         if tape.volume != 1:
             raise FormatError(f"this is volume {tape.volume} of a dump; start with volume 1", offset)
-        self._date = tape.date
+        self._check_record_size(tape)
         in_use, maxino = self._read_map(RecordType.CLRI, "the map of inodes in use (TS_CLRI)")
         dumped, _ = self._read_map(RecordType.BITS, "the map of dumped inodes (TS_BITS)")
         self.volume = VolumeStart(tape, in_use, dumped, maxino)
@@ -135,6 +139,55 @@ class DumpReader:
                 continue
             self._push_back(nxt)
             return InodeMap(data), maxino
+
+    def _check_record_size(self, tape: Header) -> None:
+        """On a tape, records must be the size the volume header announces."""
+        found = self.blocks.first_record_size
+        if found is not None and tape.ntrec > 0 and found != tape.ntrec * TP_BSIZE:
+            raise FormatError(
+                f"record-size mismatch on volume {tape.volume}: its header announces records of "
+                f"{tape.ntrec} KiB but the medium holds records of {found} bytes",
+                0,
+            )
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        header = self.volume.header if self.volume else None
+        if header is None:
+            return "the dump"
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(header.date))
+        return f"the dump of {header.filesys.decode(errors='replace')} taken {taken}"
+
+    def _load_next_volume(self) -> bool:
+        """The medium ended inside the dump: load the next volume, or say which one is missing."""
+        if self.volume is None or self.ended:
+            return False
+        needed = self.blocks.volume + 1
+        if not self.medium.next_volume(needed, self.describe()):
+            raise MediaError(
+                f"{self.describe()} continues on volume {needed}, and {self.medium.name} has no next "
+                "volume (give it with another -f, more cartridges, or a tape)"
+            )
+        return True
+
+    def _check_next_volume(self, block: memoryview, blocks_before: int) -> int:
+        """The TS_TAPE of a continuation volume: same dump, right number. Returns repeated blocks."""
+        needed = self.blocks.volume
+        try:
+            header = unpack_header(block, 0)
+        except FormatError as err:
+            raise FormatError(f"volume {needed} is not part of a dump: {err.message}") from None
+        first = self.volume.header
+        if header.type != RecordType.TAPE:
+            raise FormatError(f"volume {needed} does not start with a volume header", 0)
+        if (header.date, header.ddate) != (first.date, first.ddate):
+            raise FormatError(f"the volume loaded belongs to another dump, not to {self.describe()}", 0)
+        if header.volume != needed:
+            raise FormatError(f"volume {header.volume} was loaded but volume {needed} comes next", 0)
+        self._check_record_size(header)
+        # Linux dump may repeat blocks of a record it was not sure had reached the last volume.
+        return max(0, blocks_before - header.firstrec) if header.firstrec > 0 else 0
 
     # -- headers --------------------------------------------------------------------
 

@@ -7,18 +7,47 @@ The reader serves blocks back and counts byte offsets for error messages.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from ndmptools.errors import FormatError
+from ndmptools.errors import FormatError, MediaError
 from ndmptools.format.constants import TP_BSIZE
-from ndmptools.media.base import Medium
+from ndmptools.format.header import InodeInfo
+from ndmptools.media.base import EndOfMedium, Medium
 
 _ZERO_RECORD_CACHE: dict[int, bytes] = {}
 
 
-class RecordWriter:
-    """Collects blocks into records of ``blocking_factor`` KiB, one write per record."""
+@dataclass(frozen=True)
+class SplitPoint:
+    """Where a dump crosses to its next volume: what that volume's TS_TAPE header says."""
 
-    def __init__(self, medium: Medium, blocking_factor: int) -> None:
+    volume: int
+    tapea: int  # the header's own block number, also its c_firstrec
+    inumber: int  # the inode whose blocks continue at the start of the volume
+    inode: InodeInfo | None
+    continued_blocks: int  # c_count: that inode's data blocks before the next header
+
+
+class RecordWriter:
+    """Collects blocks into records of ``blocking_factor`` KiB, one write per record.
+
+    At the end of a tape (the medium's early warning after a record, or a
+    record refused with EndOfMedium) it writes a filemark, asks the medium for
+    the next volume and starts it with the TS_TAPE header ``volume_header``
+    makes; a refused record is written again after that header. To say which
+    inode a volume starts in the middle of, the writer is told of every header
+    (``write_header``) and counts the data blocks that follow it.
+    """
+
+    def __init__(
+        self,
+        medium: Medium,
+        blocking_factor: int,
+        *,
+        volume_header: Callable[[SplitPoint], bytes] | None = None,
+        description: str = "the dump",
+    ) -> None:
         self.medium = medium
         self.record_size = blocking_factor * TP_BSIZE
         self._buf = bytearray(self.record_size)
@@ -26,31 +55,51 @@ class RecordWriter:
         self._fill = 0
         self.blocks_written = 0  # c_tapea of the next block
         self.records_written = 0
+        self.volume = 1
+        self.volume_header = volume_header
+        self.description = description
+        # The inode whose data is being written, and how many of its data blocks are still to come;
+        # the same at the start of the record in the buffer, for a record the medium refuses.
+        self._state: tuple[int, InodeInfo | None, int] = (0, None, 0)
+        self._record_start_state = self._state
 
     @property
     def bytes_written(self) -> int:
         return self.blocks_written * TP_BSIZE
 
-    @property
-    def room_in_record(self) -> int:
-        """Blocks left in the current record before it goes to the medium."""
-        return (self.record_size - self._fill) // TP_BSIZE
+    def write_header(self, block: bytes, inumber: int, inode: InodeInfo | None, data_blocks: int) -> None:
+        """A header block, followed by ``data_blocks`` data blocks (written with the other methods)."""
+        if self._fill == 0:
+            self._record_start_state = self._state
+        self._state = (inumber, inode, data_blocks)
+        self._append(memoryview(block), counts_as_data=False)
 
     def write_blocks(self, data: bytes | bytearray | memoryview) -> None:
-        """Append whole blocks; ``len(data)`` must be a multiple of TP_BSIZE."""
+        """Append whole data blocks; ``len(data)`` must be a multiple of TP_BSIZE."""
         view = memoryview(data)
-        length = len(view)
-        if length % TP_BSIZE:
+        if len(view) % TP_BSIZE:
             raise ValueError("data must be whole tape blocks")
+        self._append(view, counts_as_data=True)
+
+    def _append(self, view: memoryview, counts_as_data: bool) -> None:
         pos = 0
+        length = len(view)
         while pos < length:
+            if self._fill == 0 and counts_as_data:
+                self._record_start_state = self._state
             take = min(self.record_size - self._fill, length - pos)
             self._view[self._fill : self._fill + take] = view[pos : pos + take]
-            self._fill += take
+            self._advance(take, counts_as_data)
             pos += take
-            if self._fill == self.record_size:
-                self._flush()
-        self.blocks_written += length // TP_BSIZE
+
+    def _advance(self, nbytes: int, counts_as_data: bool) -> None:
+        self._fill += nbytes
+        self.blocks_written += nbytes // TP_BSIZE
+        if counts_as_data:
+            inumber, inode, left = self._state
+            self._state = (inumber, inode, max(0, left - nbytes // TP_BSIZE))
+        if self._fill == self.record_size:
+            self._flush()
 
     def write_file_data(self, fd: int, offset: int, length: int) -> int:
         """Copy ``length`` bytes of ``fd`` from ``offset`` straight into records.
@@ -64,6 +113,8 @@ class RecordWriter:
         remaining = padded
         file_left = length
         while remaining:
+            if self._fill == 0:
+                self._record_start_state = self._state
             take = min(self.record_size - self._fill, remaining)
             want = min(take, file_left)
             got = 0
@@ -79,24 +130,59 @@ class RecordWriter:
             file_left -= want
             if got < want:
                 file_left = 0  # the file ended early: the rest is zeros
-            self._fill += take
             remaining -= take
-            if self._fill == self.record_size:
-                self._flush()
-        self.blocks_written += padded // TP_BSIZE
+            self._advance(take, counts_as_data=True)
         return got_total
 
     def finish(self, make_end_block) -> None:
         """Fill the last record with end blocks (at least one); ``make_end_block(tapea)``."""
         while True:
-            self.write_blocks(make_end_block(self.blocks_written))
+            self.write_header(make_end_block(self.blocks_written), 0, None, 0)
             if self._fill == 0:
                 break
 
     def _flush(self) -> None:
-        self.medium.write_record(self._view)
+        try:
+            self.medium.write_record(self._view)
+        except EndOfMedium:
+            refused = bytes(self._view)
+            self._fill = 0
+            self.blocks_written -= len(refused) // TP_BSIZE
+            self._start_next_volume(self._record_start_state)
+            self._replay(refused)
+            return
         self._fill = 0
         self.records_written += 1
+        if self.medium.early_warning:
+            self._start_next_volume(self._state)
+
+    def _start_next_volume(self, state: tuple[int, InodeInfo | None, int]) -> None:
+        if self.volume_header is None:
+            raise MediaError(f"{self.medium.name}: end of the medium")
+        self.medium.write_filemark()
+        if not self.medium.next_volume(self.volume + 1, self.description):
+            raise MediaError(
+                f"{self.medium.name}: end of tape, and no volume {self.volume + 1} to "
+                "continue on (a library needs more cartridges, a drive an operator)"
+            )
+        self.volume += 1
+        inumber, inode, left = state
+        split = SplitPoint(self.volume, self.blocks_written, inumber, inode, left)
+        self._record_start_state = state
+        self._append(memoryview(self.volume_header(split)), counts_as_data=False)
+
+    def _replay(self, refused: bytes) -> None:
+        """The blocks of a refused record, again, on the new volume; they were counted already."""
+        saved = self._state
+        view = memoryview(refused)
+        pos = 0
+        while pos < len(view):
+            take = min(self.record_size - self._fill, len(view) - pos)
+            self._view[self._fill : self._fill + take] = view[pos : pos + take]
+            self._state = saved
+            self._advance(take, counts_as_data=False)
+            pos += take
+        self._state = saved
 
 
 def _zeros(n: int) -> bytes:
@@ -109,7 +195,13 @@ def _zeros(n: int) -> bytes:
 
 
 class BlockReader:
-    """Blocks from a medium, with the byte offset of each for error messages."""
+    """Blocks from a medium, across its volumes, with the byte offset of each for messages.
+
+    At the end of a volume in the middle of a dump, ``on_volume_end`` (set by
+    the dump reader) loads the next volume and ``on_volume_start`` checks its
+    TS_TAPE header, which the blocks then continue after (minus any blocks the
+    header says were repeated from the end of the previous volume).
+    """
 
     STREAM_READ_SIZE = 1 << 20
     TAPE_READ_SIZE = 256 * TP_BSIZE + TP_BSIZE  # one more block tells a too-large record
@@ -118,29 +210,39 @@ class BlockReader:
         self.medium = medium
         self._chunk = memoryview(b"")
         self._pos = 0
-        self._chunk_start = 0  # media offset of self._chunk[0]
+        self._chunk_start = 0  # offset of self._chunk[0] on the current volume
         self.at_end = False
-        self.record_sizes: set[int] = set()
+        self.volume = 1
+        self.first_record_size: int | None = None  # of the current volume, on a tape
+        self._blocks_before_volume = 0
         self._truncated_at: int | None = None  # where a stream ended mid-block
+        self.on_volume_end: Callable[[], bool] | None = None
+        self.on_volume_start: Callable[[memoryview, int], int] | None = None
 
     @property
     def offset(self) -> int:
-        """Byte offset of the next block on the medium."""
+        """Byte offset of the next block on the current volume."""
         return self._chunk_start + self._pos
+
+    @property
+    def blocks_read(self) -> int:
+        """Blocks delivered so far over all volumes (Linux restore's tpblksread)."""
+        return self._blocks_before_volume + self.offset // TP_BSIZE
+
+    def _read_chunk(self) -> bytes:
+        size = self.TAPE_READ_SIZE if self.medium.keeps_records else self.STREAM_READ_SIZE
+        data = self.medium.read_record(size)
+        if data and self.medium.keeps_records and self._chunk_start == 0:
+            self.first_record_size = len(data)
+        return data
 
     def _refill(self) -> bool:
         if self.at_end:
             return False
         self._chunk_start += len(self._chunk)
-        size = self.TAPE_READ_SIZE if self.medium.keeps_records else self.STREAM_READ_SIZE
-        data = self.medium.read_record(size)
+        data = self._read_chunk()
         if not data:
-            self.at_end = True
-            self._chunk = memoryview(b"")
-            self._pos = 0
-            return False
-        if self.medium.keeps_records:
-            self.record_sizes.add(len(data))
+            return self._change_volume()
         if len(data) % TP_BSIZE:
             whole = len(data) - len(data) % TP_BSIZE
             if not self.medium.keeps_records:
@@ -154,6 +256,27 @@ class BlockReader:
             raise FormatError(f"record of {len(data)} bytes is not whole 1 KiB blocks", self._chunk_start)
         self._chunk = memoryview(data)
         self._pos = 0
+        return True
+
+    def _change_volume(self) -> bool:
+        self._chunk = memoryview(b"")
+        self._pos = 0
+        if self.on_volume_end is None or not self.on_volume_end():
+            self.at_end = True
+            return False
+        blocks_before = self._blocks_before_volume + self._chunk_start // TP_BSIZE
+        self._blocks_before_volume = blocks_before
+        self.volume += 1
+        self._chunk_start = 0
+        self.first_record_size = None
+        data = self._read_chunk()
+        if len(data) < TP_BSIZE:
+            raise FormatError(f"volume {self.volume} does not start with a dump header", 0)
+        self._chunk = memoryview(data)
+        self._pos = TP_BSIZE
+        repeated = self.on_volume_start(self._chunk[:TP_BSIZE], blocks_before) if self.on_volume_start else 0
+        if repeated:
+            self.skip_blocks(repeated)
         return True
 
     def read_block(self) -> memoryview | None:
