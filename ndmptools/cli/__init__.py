@@ -9,6 +9,7 @@ import click
 
 from ndmptools import __version__
 from ndmptools.cli.common import output_options
+from ndmptools.cli.devices_cmd import devices
 from ndmptools.cli.dump_cmd import dump
 from ndmptools.cli.output import App, OutputClosed
 from ndmptools.cli.restore_cmd import restore
@@ -28,6 +29,7 @@ def cli() -> None:
 
 cli.add_command(dump)
 cli.add_command(restore)
+cli.add_command(devices)
 
 
 def main(argv: list[str] | None = None) -> None:

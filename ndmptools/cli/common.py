@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ndmptools.cli.output import App
+from ndmptools.media import MediaRequest
 
 
 def _setter(attribute: str):
@@ -54,6 +55,52 @@ def output_options(function):
                 expose_value=False,
                 callback=_setter("debug"),
                 help="Show the traceback of an error.",
+            ),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+def terminal_prompt(message: str) -> str | None:
+    """Ask on the controlling terminal (not stdin, which may carry a dump); None without one."""
+    try:
+        tty = open("/dev/tty", "r+")  # noqa: SIM115 - closed below, kept open across the question
+    except OSError:
+        return None
+    with tty:
+        tty.write(message)
+        tty.flush()
+        line = tty.readline()
+    return line.strip() if line else None
+
+
+def media_request(options, mode: str) -> MediaRequest:
+    """The media a dump, restore or listing names, with the operator prompt unless --no-prompt."""
+    return MediaRequest(
+        specs=(options.file, *getattr(options, "more_files", ())),
+        mode=mode,
+        capacity=getattr(options, "capacity", None),
+        append=getattr(options, "append", False),
+        file_number=getattr(options, "file_number", None),
+        device_serial=options.device,
+        prompt=terminal_prompt if options.prompt else None,
+    )
+
+
+def media_options(function):
+    """--device and --no-prompt: which drive, and whether to ask for the next tape."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--device",
+                metavar="SERIAL",
+                help="The tape drive with this serial number (see `ndmptools devices`).",
+            ),
+            click.option(
+                "--no-prompt",
+                is_flag=True,
+                help="Never ask for the next volume: fail cleanly instead (for cron).",
             ),
         ]
     ):

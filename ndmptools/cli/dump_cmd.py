@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import click
 
-from ndmptools.cli.common import output_options
+from ndmptools.cli.common import media_options, media_request, output_options
 from ndmptools.cli.output import App, ConsoleReporter, finish
 from ndmptools.engine.dump import DumpResult
 from ndmptools.engine.errors import UsageError
 from ndmptools.engine.options import DumpOptions
 from ndmptools.engine.progress import RunContext
 from ndmptools.format.constants import DEFAULT_BLOCKING_FACTOR, MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR
+
+MEDIA_HELP = (
+    "Where the dump goes: a file, - (standard output), a tape drive (/dev/nst0, or auto), "
+    "a virtual tape (NAME.tap) or a library of them (vtape:DIR)."
+)
+
+
+class SizeType(click.ParamType):
+    """400M, 2G, 512K or bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx) -> int:
+        from ndmptools.media.vtape import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            size = parse_size(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+        if size < 64 * 1024:
+            self.fail("a tape of less than 64K cannot hold a dump", param, ctx)
+        return size
 
 
 @click.command("dump")
@@ -22,14 +46,7 @@ from ndmptools.format.constants import DEFAULT_BLOCKING_FACTOR, MAX_BLOCKING_FAC
     show_default=True,
     help="Dump level; 0 backs up everything.",
 )
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    required=True,
-    metavar="FILE",
-    help="Where the dump goes: a file, or - for standard output.",
-)
+@click.option("-f", "--file", "file", required=True, metavar="MEDIA", help=MEDIA_HELP)
 @click.option(
     "-b",
     "--blocking-factor",
@@ -44,21 +61,53 @@ from ndmptools.format.constants import DEFAULT_BLOCKING_FACTOR, MAX_BLOCKING_FAC
     metavar="LABEL",
     help="Dump label (15 bytes at most); default: the file system's label, or 'none'.",
 )
+@click.option(
+    "--capacity",
+    type=SizeType(),
+    help="Virtual tapes: what a cartridge holds (e.g. 400M); the dump goes on to the next at its end.",
+)
+@click.option("--append", is_flag=True, help="Tapes: write after the last dump instead of from the start.")
+@media_options
 @click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
 @output_options
 @click.pass_obj
-def dump(app: App, level: int, file: str, blocking_factor: int, label: str | None, path: str) -> int:
-    """Back up PATH (a file system, a subtree or a single file) to FILE.
+def dump(
+    app: App,
+    level: int,
+    file: str,
+    blocking_factor: int,
+    label: str | None,
+    capacity: int | None,
+    append: bool,
+    device: str | None,
+    no_prompt: bool,
+    path: str,
+) -> int:
+    """Back up PATH (a file system, a subtree or a single file) to MEDIA.
 
     PATH becomes the root of the dump, and the walk stays on PATH's file
     system: a file system mounted below it is dumped as an empty directory.
+    At the end of a tape the dump goes on to the next volume: the next
+    cartridge of a library, or the next tape the operator loads.
 
     \b
     Examples:
       ndmptools dump -level 0 -f /backup/home.dump /home
+      ndmptools dump -f /dev/nst0 -b 256 --append /srv
+      ndmptools dump -f vtape:/backup/lib --capacity 400M /home
       ndmptools dump -f - -b 128 /srv | ssh vault 'cat > srv.dump'
     """
-    options = DumpOptions(path=path, file=file, level=level, blocking_factor=blocking_factor, label=label)
+    options = DumpOptions(
+        path=path,
+        file=file,
+        level=level,
+        blocking_factor=blocking_factor,
+        label=label,
+        capacity=capacity,
+        append=append,
+        device=device,
+        prompt=not no_prompt,
+    )
     result = run_dump(options, app)
     return finish(app, "dump", result.stats, result.as_dict())
 
@@ -72,9 +121,10 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
         raise UsageError("--json cannot share standard output with the dump (-f -)")
     if options.label is not None and len(options.label.encode()) > 15:
         raise UsageError("a label is at most 15 bytes")
+    request = media_request(options, "w")
     reporter = ConsoleReporter(app)
     run = RunContext(reporter)
     try:
-        return engine_dump(options, lambda: open_medium(options.file, "w"), run)
+        return engine_dump(options, lambda: open_medium(request), run)
     finally:
         reporter.close()

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ndmptools.cli.common import output_options
+from ndmptools.cli.common import media_options, media_request, output_options
 from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
@@ -17,11 +17,21 @@ from ndmptools.engine.restore import ListedEntry, RestoreResult
 @click.option(
     "-f",
     "--file",
-    "file",
+    "files",
     required=True,
-    metavar="FILE",
-    help="The dump to read: a file, or - for standard input.",
+    multiple=True,
+    metavar="MEDIA",
+    help="The dump to read: a file, - (standard input), a tape drive, NAME.tap or vtape:DIR; "
+    "repeat for the files of the next volumes.",
 )
+@click.option(
+    "-s",
+    "--file-number",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Tapes: restore the Nth dump on the tape (1 is the first).",
+)
+@media_options
 @click.option(
     "-C",
     "--target",
@@ -41,23 +51,38 @@ from ndmptools.engine.restore import ListedEntry, RestoreResult
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @output_options
 @click.pass_obj
-def restore(app: App, file: str, target: str, list_only: bool, paths: tuple[str, ...]) -> int:
-    """Restore the dump in FILE into DIR: all of it, or only the PATHs named.
+def restore(
+    app: App,
+    files: tuple[str, ...],
+    file_number: int | None,
+    device: str | None,
+    no_prompt: bool,
+    target: str,
+    list_only: bool,
+    paths: tuple[str, ...],
+) -> int:
+    """Restore the dump on MEDIA into DIR: all of it, or only the PATHs named.
 
     A PATH is relative to the root of the dump (sub/file, ./sub/file and
     /sub/file are the same); a directory brings everything under it. Names
-    that would reach outside DIR are refused with a warning.
+    that would reach outside DIR are refused with a warning. A dump on
+    several volumes is read in order: the next cartridge of a library, the
+    next -f file, or the tape the operator is asked for.
 
     \b
     Examples:
       ndmptools restore -f /backup/home.dump -C /srv/restored
       ndmptools restore -f /backup/home.dump -C /tmp/r alice/notes.txt
-      ndmptools restore -t -f /backup/home.dump --json
+      ndmptools restore -f /dev/nst0 -s 2 -C /srv/restored
+      ndmptools restore -t -f vtape:/backup/lib --json
     """
+    media = dict(
+        file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
+    )
     if list_only:
-        stats = run_list(ListOptions(file=file, paths=paths), app)
+        stats = run_list(ListOptions(paths=paths, **media), app)
         return 1 if stats.warning_count else 0
-    result = run_restore(RestoreOptions(file=file, target=target, paths=paths), app)
+    result = run_restore(RestoreOptions(target=target, paths=paths, **media), app)
     return finish(app, "restore", result.stats, result.as_dict())
 
 
@@ -67,7 +92,7 @@ def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
 
     reporter = ConsoleReporter(app)
     try:
-        with open_medium(options.file, "r") as medium:
+        with open_medium(media_request(options, "r")) as medium:
             return engine_restore(options, medium, RunContext(reporter))
     finally:
         reporter.close()
@@ -91,7 +116,7 @@ def run_list(options: ListOptions, app: App) -> RunStats:
 
     reporter = ConsoleReporter(app)
     try:
-        with open_medium(options.file, "r") as medium:
+        with open_medium(media_request(options, "r")) as medium:
             stats = engine_list(options, medium, RunContext(reporter), emit_json if app.json else emit_text)
         if app.json:
             click.echo("[]" if first else "\n]")

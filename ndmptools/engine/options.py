@@ -16,6 +16,10 @@ class DumpOptions:
     level: int = 0
     blocking_factor: int = DEFAULT_BLOCKING_FACTOR
     label: str | None = None
+    capacity: int | None = None  # virtual tapes: bytes per cartridge
+    append: bool = False  # after the last dump on the tape
+    device: str | None = None  # a drive by serial number
+    prompt: bool = True  # ask the operator for the next tape (off: fail cleanly, for cron)
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,10 @@ class RestoreOptions:
     file: str
     target: str = "."
     paths: tuple[str, ...] = ()
+    more_files: tuple[str, ...] = ()  # the next volumes, when the volumes are files
+    file_number: int | None = None  # the Nth dump on a tape
+    device: str | None = None
+    prompt: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,3 +41,7 @@ class ListOptions:
 
     file: str
     paths: tuple[str, ...] = ()
+    more_files: tuple[str, ...] = ()
+    file_number: int | None = None
+    device: str | None = None
+    prompt: bool = True

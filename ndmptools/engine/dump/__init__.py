@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from ndmptools.engine.dump.mapping import map_tree
 from ndmptools.engine.dump.passes import DumpWriter
-from ndmptools.engine.errors import SourceError, UsageError
+from ndmptools.engine.errors import MediaError, SourceError, UsageError
 from ndmptools.engine.fsinfo import describe
 from ndmptools.engine.options import DumpOptions
 from ndmptools.engine.progress import RunContext, RunStats
-from ndmptools.format.constants import MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR, NAMELEN
+from ndmptools.format.constants import MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR, NAMELEN, TP_BSIZE
 from ndmptools.format.header import HeaderPacker
 from ndmptools.format.records import RecordWriter
 from ndmptools.media.base import Medium
@@ -42,6 +42,8 @@ class DumpResult:
     files: int
     blocks: int
     records: int
+    volumes: int
+    medium: str
     stats: RunStats
 
     def as_dict(self) -> dict:
@@ -59,6 +61,8 @@ class DumpResult:
             "files": self.files,
             "blocks": self.blocks,
             "records": self.records,
+            "volumes": self.volumes,
+            "medium": self.medium,
             "bytes": self.stats.bytes,
             "seconds": round(self.stats.seconds, 3),
             "warnings": self.stats.warnings,
@@ -85,6 +89,20 @@ def resolve_source(path: str) -> str:
 def _field(text: str) -> bytes:
     """A c_label/c_filesys/c_dev/c_host value: bytes, cut to fit its NUL-terminated field."""
     return os.fsencode(text)[: NAMELEN - 1]
+
+
+def _when(date: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(date))
+
+
+def _check_record_size(blocking_factor: int, medium: Medium) -> None:
+    """A dump's records must fit the drive: the seed's restoring side must take them too."""
+    if medium.max_record_size and blocking_factor * TP_BSIZE > medium.max_record_size:
+        largest = medium.max_record_size // TP_BSIZE
+        raise MediaError(
+            f"blocking factor {blocking_factor} ({blocking_factor} KiB records) is larger than the "
+            f"largest block {medium.name} takes ({largest} KiB): use -b {min(largest, 256)} or less"
+        )
 
 
 def run_dump(options: DumpOptions, open_output: Callable[[], Medium], run: RunContext) -> DumpResult:
@@ -115,7 +133,19 @@ def run_dump(options: DumpOptions, open_output: Callable[[], Medium], run: RunCo
     )
     tree = map_tree(os.fsencode(source), run)
     with open_output() as medium:
-        writer = RecordWriter(medium, options.blocking_factor)
+        _check_record_size(options.blocking_factor, medium)
+        writer = RecordWriter(
+            medium,
+            options.blocking_factor,
+            volume_header=lambda split: packer.volume_header(
+                split.tapea,
+                volume=split.volume,
+                inumber=split.inumber,
+                inode=split.inode,
+                continued_blocks=split.continued_blocks,
+            ),
+            description=f"the dump of {source} taken {_when(dump_date)}",
+        )
         dumper = DumpWriter(tree, writer, packer, run)
         run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
         dumper.write_volume_start()
@@ -139,5 +169,7 @@ def run_dump(options: DumpOptions, open_output: Callable[[], Medium], run: RunCo
         files=tree.files,
         blocks=writer.blocks_written,
         records=writer.records_written,
+        volumes=writer.volume,
+        medium=medium.name,
         stats=run.stats,
     )

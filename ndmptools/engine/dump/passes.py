@@ -41,7 +41,7 @@ class DumpWriter:
     def write_volume_start(self) -> None:
         """TS_TAPE, then TS_CLRI (inodes in use) and TS_BITS (inodes on this dump)."""
         w = self.writer
-        w.write_blocks(self.packer.volume_header(tapea=w.blocks_written))
+        w.write_header(self.packer.volume_header(tapea=w.blocks_written), 0, None, 0)
         in_use = InodeMap()
         in_use.add_range(ROOTINO, self.tree.maxino - 1)
         self._write_map(RecordType.CLRI, self.tree.maxino - 1, in_use)
@@ -49,10 +49,14 @@ class DumpWriter:
 
     def _write_map(self, map_type: int, inumber: int, inode_map: InodeMap) -> None:
         data = inode_map.to_media(self.tree.maxino)
-        self.writer.write_blocks(
-            self.packer.map_header(map_type, inumber, len(data), self.writer.blocks_written)
+        w = self.writer
+        w.write_header(
+            self.packer.map_header(map_type, inumber, len(data), w.blocks_written),
+            inumber,
+            None,
+            len(data) // TP_BSIZE,
         )
-        self.writer.write_blocks(data)
+        w.write_blocks(data)
 
     # -- pass III ---------------------------------------------------------------
 
@@ -171,7 +175,8 @@ class DumpWriter:
                 if end > hi_byte:
                     break
                 extent_index += 1
-            w.write_blocks(self.packer.inode_header(record_type, ino, info, bytes(addr), w.blocks_written))
+            header = self.packer.inode_header(record_type, ino, info, bytes(addr), w.blocks_written)
+            w.write_header(header, ino, info, sum(b1 - b0 for b0, b1 in runs))
             for b0, b1 in runs:
                 offset = (first + b0) * TP_BSIZE
                 length = min((first + b1) * TP_BSIZE, size) - offset
@@ -195,9 +200,8 @@ class DumpWriter:
         record_type = RecordType.INODE
         for first in range(0, max(blocks, 1), TP_NINDIR):
             count = min(TP_NINDIR, blocks - first)
-            w.write_blocks(
-                self.packer.inode_header(record_type, ino, info, _PRESENT[:count], w.blocks_written)
-            )
+            header = self.packer.inode_header(record_type, ino, info, _PRESENT[:count], w.blocks_written)
+            w.write_header(header, ino, info, count)
             w.write_blocks(view[first * TP_BSIZE : (first + count) * TP_BSIZE])
             record_type = RecordType.ADDR
         self.inodes_written += 1

@@ -21,7 +21,7 @@ from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore.catalog import Catalog, Link, read_catalog, show
 from ndmptools.engine.restore.target import Refused, TargetTree
 from ndmptools.errors import FormatError
-from ndmptools.format.constants import DT_REG, ROOTINO
+from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
 from ndmptools.media.base import Medium
@@ -334,7 +334,7 @@ def run_restore(options: RestoreOptions, medium: Medium, run: RunContext) -> Res
         target.close()
     volume = catalog.volume.header
     run.stats.entries = restorer.restored + len(catalog.directories)
-    run.stats.bytes = reader.blocks.offset
+    run.stats.bytes = reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return RestoreResult(
         target=options.target,
@@ -405,6 +405,6 @@ def run_list(
         if ino in catalog.volume.dumped:
             run.warn(f"{show(catalog.path_of(links[0]))}: listed in its directory but not on media")
     run.stats.entries = listed
-    run.stats.bytes = reader.blocks.offset
+    run.stats.bytes = reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return run.stats
