@@ -10,14 +10,13 @@ from ndmptools.format.constants import DT_DIR, DT_LNK, DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import HeaderPacker, InodeInfo
 from ndmptools.format.records import RecordWriter
+from ndmptools.media.base import MediumBase
 
 T = 1_700_000_000_000_000_000
 
 
-class _Sink:
-    keeps_records = False
+class _Sink(MediumBase):
     name = "memory"
-    size_hint = None
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()

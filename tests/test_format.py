@@ -22,6 +22,7 @@ from ndmptools.format.header import (
     unpack_header,
 )
 from ndmptools.format.records import BlockReader, RecordWriter
+from ndmptools.media.base import MediumBase
 
 ns_time = st.integers(min_value=0, max_value=(2**32 - 1) * 10**9 + 999_999_999)
 
@@ -216,10 +217,8 @@ def test_map_size_follows_linux_dump():
     assert len(InodeMap().to_media(8193)) == 2 * TP_BSIZE
 
 
-class _Recorder:
-    keeps_records = False
+class _Recorder(MediumBase):
     name = "recorder"
-    size_hint = None
 
     def __init__(self) -> None:
         self.records: list[bytes] = []
@@ -255,10 +254,8 @@ def test_a_file_that_shrinks_while_read_is_padded_and_reported(tmp_path):
 
 
 def test_reader_reports_the_offset_of_a_torn_block(tmp_path):
-    class Stream:
-        keeps_records = False
+    class Stream(MediumBase):
         name = "s"
-        size_hint = None
 
         def __init__(self, data):
             self.data = data

@@ -20,7 +20,7 @@ from ndmptools.engine.restore import run_list, run_restore
 from ndmptools.engine.treediff import compare_trees
 from ndmptools.errors import NdmpToolsError
 from ndmptools.format.reader import DumpReader
-from ndmptools.media import open_medium
+from ndmptools.media import open_path
 from tests.trees import build_tree_from_spec
 
 pytestmark = pytest.mark.root
@@ -73,7 +73,7 @@ def _dump(tree: str, image: str, blocking_factor: int = 10) -> None:
     run = RunContext()
     run_dump(
         DumpOptions(path=tree, file=image, blocking_factor=blocking_factor),
-        lambda: open_medium(image, "w"),
+        lambda: open_path(image, "w"),
         run,
     )
     assert run.stats.warnings == []
@@ -81,7 +81,7 @@ def _dump(tree: str, image: str, blocking_factor: int = 10) -> None:
 
 def _restore(image: str, target: str) -> RunContext:
     run = RunContext()
-    with open_medium(image, "r") as medium:
+    with open_path(image, "r") as medium:
         run_restore(RestoreOptions(file=image, target=target), medium, run)
     return run
 
@@ -122,7 +122,7 @@ def pristine(tmp_path_factory):
     build_tree_from_spec(tree, FUZZ_SPEC)
     _dump(tree, image)
     spans: dict[int, list[tuple[int, int]]] = {}
-    with open_medium(image, "r") as medium:
+    with open_path(image, "r") as medium:
         reader = DumpReader(medium, lambda _m: None)
         reader.read_volume_start()
         prelude_end = reader.blocks.offset
@@ -134,7 +134,7 @@ def pristine(tmp_path_factory):
             spans.setdefault(header.inumber, []).append((start, reader.blocks.offset))
             header = reader.next_inode()
     entries = []
-    with open_medium(image, "r") as medium:
+    with open_path(image, "r") as medium:
         run_list(ListOptions(file=image), medium, RunContext(), entries.append)
     inode_of = {e.path: e.inode for e in entries}
     with open(image, "rb") as f:

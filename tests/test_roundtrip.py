@@ -158,7 +158,7 @@ def test_owners_are_left_alone_when_not_root(tmp_path, monkeypatch):
     from ndmptools.engine.options import RestoreOptions
     from ndmptools.engine.progress import RunContext
     from ndmptools.engine.restore import run_restore
-    from ndmptools.media import open_medium
+    from ndmptools.media import open_path
     from tests.craft import DT_REG, craft, directory, regular
 
     image = tmp_path / "d"
@@ -167,7 +167,7 @@ def test_owners_are_left_alone_when_not_root(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(metadata, "RESTORES_OWNERS", False)
     monkeypatch.setattr(os, "fchown", lambda *a: calls.append(a))
-    with open_medium(str(image), "r") as medium:
+    with open_path(str(image), "r") as medium:
         run_restore(RestoreOptions(file=str(image), target=str(tmp_path / "r")), medium, RunContext())
     assert calls == []
     assert (tmp_path / "r" / "f").read_bytes() == b"x"
