@@ -5,10 +5,11 @@ _ndmptools() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$path $word" in
+            "ndmptools devices") path="ndmptools devices" ;;
             "ndmptools dump") path="ndmptools dump" ;;
             "ndmptools restore") path="ndmptools restore" ;;
-            "ndmptools dump "{-level,--level,-f,--file,-b,--blocking-factor,-L,--label}) ((i++)) ;;
-            "ndmptools restore "{-f,--file,-C,--target}) ((i++)) ;;
+            "ndmptools dump "{-level,--level,-f,--file,-b,--blocking-factor,-L,--label,--capacity,--device}) ((i++)) ;;
+            "ndmptools restore "{-f,--file,-s,--file-number,--device,-C,--target}) ((i++)) ;;
         esac
     done
     case "$path" in
@@ -16,25 +17,36 @@ _ndmptools() {
             if [[ "$cur" == -* ]]; then
                 COMPREPLY=($(compgen -W "--version --json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
             else
-                COMPREPLY=($(compgen -W "dump restore" -- "$cur"))
+                COMPREPLY=($(compgen -W "devices dump restore" -- "$cur"))
+            fi
+            ;;
+        "ndmptools devices")
+            if [[ "$cur" == -* ]]; then
+                COMPREPLY=($(compgen -W "--json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "" -- "$cur"))
             fi
             ;;
         "ndmptools dump")
             case "$prev" in -level|--level) COMPREPLY=(); return ;; esac
-            case "$prev" in -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
+            case "$prev" in -f|--file) COMPREPLY=(); return ;; esac
             case "$prev" in -b|--blocking-factor) COMPREPLY=(); return ;; esac
             case "$prev" in -L|--label) COMPREPLY=(); return ;; esac
+            case "$prev" in --capacity) COMPREPLY=(); return ;; esac
+            case "$prev" in --device) COMPREPLY=(); return ;; esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-level --level -f --file -b --blocking-factor -L --label --json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-level --level -f --file -b --blocking-factor -L --label --capacity --append --device --no-prompt --json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -W "" -- "$cur")) ; COMPREPLY+=($(compgen -f -- "$cur"))
             fi
             ;;
         "ndmptools restore")
-            case "$prev" in -f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;; esac
+            case "$prev" in -f|--file) COMPREPLY=(); return ;; esac
+            case "$prev" in -s|--file-number) COMPREPLY=(); return ;; esac
+            case "$prev" in --device) COMPREPLY=(); return ;; esac
             case "$prev" in -C|--target) COMPREPLY=($(compgen -d -- "$cur")); return ;; esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-f --file -C --target -t --list --json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-f --file -s --file-number --device --no-prompt -C --target -t --list --json -q --quiet -v --verbose --debug -h --help" -- "$cur"))
             else
                 COMPREPLY=($(compgen -W "" -- "$cur"))
             fi
