@@ -37,6 +37,18 @@ class MediaError(NdmpToolsError):
     exit_code = 5
 
 
+class StateError(NdmpToolsError):
+    """The state directory or its database (the dump history) cannot be used."""
+
+    exit_code = 8
+
+
+class ChainError(NdmpToolsError):
+    """An incremental cannot be made or applied: no base, a changed file system, a missing dump."""
+
+    exit_code = 9
+
+
 EXIT_CODES = (
     (0, "success"),
     (1, "finished with warnings (some entries were skipped or changed)"),
@@ -46,5 +58,7 @@ EXIT_CODES = (
     (5, "media error (the dump file or device cannot be opened, read or written)"),
     (6, "format error (not a dump, or a corrupt or truncated one)"),
     (7, "target error (the restore target cannot be written)"),
+    (8, "state error (the dump history cannot be read or written)"),
+    (9, "chain error (an incremental without its base, or applied out of order)"),
     (130, "interrupted"),
 )

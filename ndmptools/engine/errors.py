@@ -1,14 +1,16 @@
 """Errors the engine raises; each carries its exit code (see ndmptools.errors.EXIT_CODES)."""
 
-from ndmptools.errors import EXIT_CODES, FormatError, MediaError, NdmpToolsError
+from ndmptools.errors import EXIT_CODES, ChainError, FormatError, MediaError, NdmpToolsError, StateError
 
 __all__ = [
     "EXIT_CODES",
+    "ChainError",
     "FormatError",
     "Interrupted",
     "MediaError",
     "NdmpToolsError",
     "SourceError",
+    "StateError",
     "TargetError",
     "UsageError",
 ]

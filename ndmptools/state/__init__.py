@@ -1,0 +1,1 @@
+"""State: the SQLite database of dump history, restore symbol tables (and later contexts, catalog)."""

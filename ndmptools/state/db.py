@@ -1,0 +1,147 @@
+"""The state database: one SQLite file in WAL mode, with a schema version and migrations.
+
+Every other state/ module works through ``StateDB``. A database written by a
+newer ndmptools is opened read-only in spirit: ``newer_schema`` tells callers,
+which refuse what depends on it (an incremental's base) instead of guessing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ndmptools.errors import StateError
+
+DB_NAME = "ndmptools.db"
+ENV_STATE_DIR = "NDMPTOOLS_STATE_DIR"
+
+# Each entry brings the schema from version i to i + 1. Never edit one that shipped: add another.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE dumps (
+        id INTEGER PRIMARY KEY,
+        identity TEXT NOT NULL,          -- the file system: uuid:..., fsid:... or dev:...
+        fs_path TEXT NOT NULL,           -- the dumped path inside that file system
+        dumped_path TEXT NOT NULL,       -- the absolute path it was dumped from
+        level INTEGER NOT NULL,
+        dump_date_ns INTEGER NOT NULL,   -- when the tree (or its snapshot) was taken
+        base_id INTEGER REFERENCES dumps(id),
+        status TEXT NOT NULL,            -- running, completed, failed
+        read_only INTEGER NOT NULL,      -- the file system was mounted read-only
+        started REAL NOT NULL,
+        finished REAL,
+        pid INTEGER,
+        host TEXT,
+        label TEXT,
+        blocking_factor INTEGER,
+        media TEXT,                      -- JSON: spec, file number, volumes
+        counts TEXT,                     -- JSON: inodes, directories, files, bytes ...
+        maxino INTEGER
+    );
+    CREATE INDEX dumps_by_path ON dumps (identity, fs_path, status, dump_date_ns);
+    CREATE INDEX dumps_by_date ON dumps (dump_date_ns);
+    CREATE TABLE inode_maps (
+        dump_id INTEGER PRIMARY KEY REFERENCES dumps(id) ON DELETE CASCADE,
+        data BLOB NOT NULL               -- file-system inode -> media inode, compressed
+    );
+    CREATE TABLE restore_targets (
+        target TEXT PRIMARY KEY,         -- the resolved path of the directory restored into
+        device INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        first_date INTEGER NOT NULL,     -- c_date of the level 0 the chain started with
+        last_date INTEGER NOT NULL,      -- c_date of the last dump applied
+        last_level INTEGER NOT NULL,
+        last_filesys TEXT,
+        symbol_table BLOB NOT NULL,      -- the directories as they are after the last dump
+        updated REAL NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_state_dir() -> str:
+    """$NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools for root, else $XDG_STATE_HOME/ndmptools."""
+    if os.environ.get(ENV_STATE_DIR):
+        return os.environ[ENV_STATE_DIR]
+    if os.geteuid() == 0:
+        return "/var/lib/ndmptools"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "ndmptools")
+
+
+class StateDB:
+    """The open state database of one state directory."""
+
+    BUSY_TIMEOUT_SECONDS = 30
+
+    def __init__(self, state_dir: str | None = None) -> None:
+        self.state_dir = state_dir or default_state_dir()
+        try:
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise StateError(f"cannot use the state directory {self.state_dir}: {err.strerror}") from None
+        self.path = os.path.join(self.state_dir, DB_NAME)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.version = self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"cannot use the dump history in {self.path}: {err}") from None
+
+    @property
+    def newer_schema(self) -> bool:
+        """Written by a newer ndmptools: readable, but nothing may be based on it or added to it."""
+        return self.version > SCHEMA_VERSION
+
+    def _migrate(self) -> int:
+        with self.transaction():
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version >= SCHEMA_VERSION:
+                return version
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+            return SCHEMA_VERSION
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction, taken at once so that concurrent writers wait, not fail."""
+        for attempt in range(5):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == 4:
+                    raise StateError(f"the dump history in {self.path} is busy: {err}") from None
+                time.sleep(0.2 * (attempt + 1))
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
