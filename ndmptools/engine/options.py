@@ -20,6 +20,8 @@ class DumpOptions:
     append: bool = False  # after the last dump on the tape
     device: str | None = None  # a drive by serial number
     prompt: bool = True  # ask the operator for the next tape (off: fail cleanly, for cron)
+    update: bool = True  # record a completed dump as a possible base (UPDATE=Y)
+    auto_baseline: bool = False  # a level > 0 with no base becomes a level 0 instead of failing
 
 
 @dataclass(frozen=True)

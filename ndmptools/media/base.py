@@ -8,6 +8,7 @@ plain file, a virtual tape, a cartridge library and a SCSI drive look alike.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -89,6 +90,9 @@ class Medium(Protocol):
     def next_volume(self, volume: int, description: str) -> bool:
         """Unload this volume and load volume number ``volume``; False when there is none."""
 
+    def location(self) -> dict:
+        """Where the medium is now, to find it again: the -f value and the dump number (1 = first)."""
+
     def close(self) -> None:
         """Finish normally: flush and keep what was written."""
 
@@ -135,6 +139,13 @@ class MediumBase:
 
     def next_volume(self, volume: int, description: str) -> bool:
         return False
+
+    def location(self) -> dict:
+        name = self.name if self.name.startswith("/") else os.path.abspath(self.name)
+        try:
+            return {"spec": name, "file_number": self.tell().file_number + 1}
+        except MediaError:
+            return {"spec": name, "file_number": 1}
 
     def close(self) -> None:
         pass

@@ -93,6 +93,10 @@ class FileMedium(MediumBase):
         replacement._closed = True  # its descriptor now belongs to self
         return True
 
+    def location(self) -> dict:
+        path = self._final_path or self.name
+        return {"spec": path if not self._owns_fd else os.path.abspath(path), "file_number": 1}
+
     def rewind(self) -> None:
         self.seek(Position(0, 0))
 

@@ -329,6 +329,10 @@ class VirtualLibrary(MediumBase):
         self.tape = VirtualTape(os.path.join(self.directory, self.current), self.mode, self.capacity)
         return True
 
+    def location(self) -> dict:
+        path = os.path.abspath(self.tape.path)
+        return {"spec": f"vtape:{path}", "file_number": self.tape.tell().file_number + 1}
+
     # Everything else is the loaded cartridge's.
     def read_record(self, max_size: int) -> bytes:
         return self.tape.read_record(max_size)

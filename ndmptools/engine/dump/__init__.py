@@ -13,16 +13,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ndmptools.engine.dump.mapping import map_tree
+from ndmptools.engine.dump.mapping import Base, map_tree
 from ndmptools.engine.dump.passes import DumpWriter
-from ndmptools.engine.errors import MediaError, SourceError, UsageError
-from ndmptools.engine.fsinfo import describe
+from ndmptools.engine.errors import ChainError, MediaError, SourceError, UsageError
+from ndmptools.engine.fsinfo import FileSystemInfo, describe
+from ndmptools.engine.levels import MAX_LEVEL
 from ndmptools.engine.options import DumpOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.format.constants import MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR, NAMELEN, TP_BSIZE
 from ndmptools.format.header import HeaderPacker
 from ndmptools.format.records import RecordWriter
 from ndmptools.media.base import Medium
+from ndmptools.state.history import DumpRecord, History
 
 
 @dataclass
@@ -32,6 +34,7 @@ class DumpResult:
     path: str
     level: int
     date: int
+    base_date: int | None
     label: str
     filesys: str
     device: str
@@ -45,12 +48,15 @@ class DumpResult:
     volumes: int
     medium: str
     stats: RunStats
+    recorded: bool = False
 
     def as_dict(self) -> dict:
         return {
             "path": self.path,
             "level": self.level,
             "date": self.date,
+            "base_date": self.base_date,
+            "recorded": self.recorded,
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -91,6 +97,23 @@ def _field(text: str) -> bytes:
     return os.fsencode(text)[: NAMELEN - 1]
 
 
+CLOCK_REALTIME_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)  # Linux's number for it
+
+
+def dump_clock_ns() -> int:
+    """Now, by the clock the kernel stamps file times with.
+
+    Linux takes ctime and mtime from the coarse real-time clock, which lags the
+    precise one by up to a tick: a file changed just after a dump began could
+    carry a time before a precise reading of "now", and the next incremental
+    would miss it. Read by the same clock, every later change is at or after it.
+    """
+    try:
+        return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    except OSError:
+        return time.time_ns() - 20_000_000  # a tick's worth of margin, and then some
+
+
 def _when(date: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(date))
 
@@ -105,71 +128,164 @@ def _check_record_size(blocking_factor: int, medium: Medium) -> None:
         )
 
 
-def run_dump(options: DumpOptions, open_output: Callable[[], Medium], run: RunContext) -> DumpResult:
+def _choose_base(
+    options: DumpOptions, source: str, fs: FileSystemInfo | None, history: History | None, run: RunContext
+) -> tuple[int, DumpRecord | None]:
+    """The level this dump is taken at, and its base; ChainError when an incremental cannot be."""
+    if options.level == 0:
+        return 0, None
+    reason = None
+    base = None
+    if history is None:
+        reason = "an incremental needs the dump history, and there is none"
+    elif history.db.newer_schema:
+        reason = (
+            f"the dump history in {history.db.path} was written by a newer ndmptools "
+            f"(schema {history.db.version})"
+        )
+    elif fs is None:
+        reason = f"the file system of {source} cannot be identified"
+    else:
+        base = history.find_base(fs.identity, fs.path_inside(source), options.level)
+        if base is None:
+            others = [d for d in history.dumps_from(source) if d.identity != fs.identity]
+            if others:
+                reason = (
+                    f"the file system at {source} is not the one dumped before (it was "
+                    f"{others[-1].identity}, it is {fs.identity} now)"
+                )
+            else:
+                reason = f"there is no earlier dump of {source} at a level lower than {options.level}"
+        elif base.read_only != fs.read_only:
+            was, now = ("read-only", "read-write") if base.read_only else ("read-write", "read-only")
+            reason = f"{source} was {was} at its base dump and is {now} now"
+    if reason is None:
+        return options.level, base
+    if options.auto_baseline:
+        run.warn(f"{reason}: taking a level 0 instead of a level {options.level}")
+        return 0, None
+    raise ChainError(f"{reason}: a level 0 is needed first (or use --auto-baseline)")
+
+
+def run_dump(
+    options: DumpOptions, open_output: Callable[[], Medium], run: RunContext, history: History | None = None
+) -> DumpResult:
     """Dump ``options.path`` to the medium ``open_output`` opens.
 
     The medium is opened only once the source has been checked and mapped, so
     a dump that cannot start creates nothing; one that fails later has its
-    output discarded by the medium (a file never looks complete).
+    output discarded by the medium (a file never looks complete). With a
+    history, a completed dump is recorded as a possible base (unless
+    ``options.update`` is off); one that does not complete never is.
     """
-    if options.level != 0:
-        raise UsageError("only level 0 is supported so far: incremental levels come with the dump history")
+    if not 0 <= options.level <= MAX_LEVEL:
+        raise UsageError(f"dump levels are 0 to {MAX_LEVEL}")
     if not MIN_BLOCKING_FACTOR <= options.blocking_factor <= MAX_BLOCKING_FACTOR:
         raise UsageError(f"blocking factor must be {MIN_BLOCKING_FACTOR} to {MAX_BLOCKING_FACTOR}")
     source = resolve_source(options.path)
-    dump_date = int(time.time())  # the tree is read from now on: later changes belong to the next dump
+    if history is not None:
+        history.reap()
     fs = describe(source)
+    level, base = _choose_base(options, source, fs, history, run)
+    base_numbers = history.inode_numbers(base.id) if base is not None else None
+    if base is not None and base_numbers is None:
+        raise ChainError(f"the base dump of {source} (#{base.id}) has no inode map: a level 0 is needed")
+    record = options.update and history is not None and fs is not None
+    if record and history.db.newer_schema:
+        run.warn(f"not recorded: the dump history in {history.db.path} was written by a newer ndmptools")
+        record = False
+    dump_date_ns = dump_clock_ns()  # the tree is read from now on: later changes belong to the next dump
+    dump_date = dump_date_ns // 1_000_000_000
     label = options.label or (fs.label if fs and fs.label else "none")
     host = socket.gethostname()
     packer = HeaderPacker(
         date=dump_date,
-        ddate=0,
-        level=options.level,
+        ddate=base.dump_date if base is not None else 0,
+        level=level,
         label=os.fsencode(label)[:15],
         filesys=_field(source),  # Linux restore -C compares against the directory named here
         dev=_field(fs.device if fs else source),
         host=_field(host),
         ntrec=options.blocking_factor,
     )
-    tree = map_tree(os.fsencode(source), run)
-    with open_output() as medium:
-        _check_record_size(options.blocking_factor, medium)
-        writer = RecordWriter(
-            medium,
-            options.blocking_factor,
-            volume_header=lambda split: packer.volume_header(
-                split.tapea,
-                volume=split.volume,
-                inumber=split.inumber,
-                inode=split.inode,
-                continued_blocks=split.continued_blocks,
-            ),
-            description=f"the dump of {source} taken {_when(dump_date)}",
+    record_id = None
+    if record:
+        record_id = history.start(
+            identity=fs.identity,
+            fs_path=fs.path_inside(source),
+            dumped_path=source,
+            level=level,
+            dump_date_ns=dump_date_ns,
+            base_id=base.id if base else None,
+            read_only=fs.read_only,
+            label=label,
+            blocking_factor=options.blocking_factor,
         )
-        dumper = DumpWriter(tree, writer, packer, run)
-        run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
-        dumper.write_volume_start()
-        dumper.write_directories()
-        dumper.write_files()
-        dumper.finish()
+    try:
+        since = Base(base.dump_date_ns, base_numbers, base.maxino or 0) if base is not None else None
+        tree = map_tree(os.fsencode(source), run, since)
+        with open_output() as medium:
+            _check_record_size(options.blocking_factor, medium)
+            writer = RecordWriter(
+                medium,
+                options.blocking_factor,
+                volume_header=lambda split: packer.volume_header(
+                    split.tapea,
+                    volume=split.volume,
+                    inumber=split.inumber,
+                    inode=split.inode,
+                    continued_blocks=split.continued_blocks,
+                ),
+                description=f"the dump of {source} taken {_when(dump_date)}",
+            )
+            dumper = DumpWriter(tree, writer, packer, run)
+            run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
+            dumper.write_volume_start()
+            dumper.write_directories()
+            dumper.write_files()
+            dumper.finish()
+        result = DumpResult(
+            path=source,
+            level=level,
+            date=dump_date,
+            base_date=base.dump_date if base else None,
+            label=label,
+            filesys=os.fsdecode(_field(source)),
+            device=fs.device if fs else source,
+            host=host,
+            blocking_factor=options.blocking_factor,
+            inodes=dumper.inodes_written,
+            directories=sum(1 for n in tree.directories if n.dump),
+            files=tree.files,
+            blocks=writer.blocks_written,
+            records=writer.records_written,
+            volumes=writer.volume,
+            medium=medium.name,
+            stats=run.stats,
+            recorded=record_id is not None,
+        )
+        if record_id is not None:
+            history.complete(
+                record_id,
+                media={
+                    "spec": writer.locations[0]["spec"],
+                    "file_number": writer.locations[0]["file_number"],
+                    "volumes": [loc["spec"] for loc in writer.locations],
+                },
+                counts={
+                    "inodes": dumper.inodes_written,
+                    "blocks": writer.blocks_written,
+                    "files": tree.files,
+                    "directories": len(tree.directories),
+                },
+                maxino=tree.maxino,
+                numbers=tree.numbers(),
+            )
+    except BaseException:
+        if record_id is not None:
+            history.fail(record_id)
+        raise
     run.stats.entries = dumper.inodes_written
     run.stats.bytes = writer.bytes_written
     run.stats.stop()
-    return DumpResult(
-        path=source,
-        level=options.level,
-        date=dump_date,
-        label=label,
-        filesys=os.fsdecode(_field(source)),
-        device=fs.device if fs else source,
-        host=host,
-        blocking_factor=options.blocking_factor,
-        inodes=dumper.inodes_written,
-        directories=len(tree.directories),
-        files=tree.files,
-        blocks=writer.blocks_written,
-        records=writer.records_written,
-        volumes=writer.volume,
-        medium=medium.name,
-        stats=run.stats,
-    )
+    return result

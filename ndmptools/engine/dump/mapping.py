@@ -13,8 +13,10 @@ files within a small, predictable memory budget.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -23,6 +25,7 @@ from ndmptools.engine.progress import RunContext
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR
 from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import InodeInfo, dtype_of_mode
+from ndmptools.state.history import InodeNumbers
 
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)  # reading a directory must not move its atime
@@ -39,6 +42,17 @@ class DirectoryNode:
     mount_point: bool = False  # another file system is mounted here: dumped empty
     only_name: bytes | None = None  # a single-path dump: the one entry to keep
     contents: bytes = b""  # BSD directory data, set by the walk
+    parent_index: int = -1  # in TreeMap.directories
+    dump: bool = True  # written to media (an incremental writes only changed ones and their ancestors)
+
+
+@dataclass(frozen=True)
+class Base:
+    """What an incremental needs of its base: since when, and how it numbered the files."""
+
+    since_ns: int
+    numbers: InodeNumbers
+    maxino: int
 
 
 @dataclass
@@ -46,15 +60,22 @@ class TreeMap:
     """The outcome of passes I and II."""
 
     root_path: bytes
+    incremental: bool = False
     directories: list[DirectoryNode] = field(default_factory=list)  # breadth-first
-    next_ino: int = ROOTINO + 1
-    files: int = 0
+    next_ino: int = ROOTINO + 1  # the next fresh inode number
+    files: int = 0  # non-directory inodes on the file system
     estimated_bytes: int = 0
+    fs_inodes: array = field(default_factory=lambda: array("Q"))  # with media_inodes: the inode map
+    media_inodes: array = field(default_factory=lambda: array("I"))
+    files_to_dump: list[tuple[int, int, bytes]] = field(default_factory=list)  # incremental: (ino, dir, name)
 
     @property
     def maxino(self) -> int:
         """One above the highest inode number on media (Linux dump's maxino)."""
         return self.next_ino
+
+    def numbers(self) -> InodeNumbers:
+        return InodeNumbers.from_pairs(self.fs_inodes, self.media_inodes)
 
 
 def _estimate_file_blocks(st: os.stat_result) -> int:
@@ -64,8 +85,15 @@ def _estimate_file_blocks(st: os.stat_result) -> int:
     return 1 + data_blocks + address_headers
 
 
-def map_tree(root: bytes, run: RunContext) -> TreeMap:
-    """Walk ``root`` (a resolved path) and number everything under it on its file system."""
+def map_tree(root: bytes, run: RunContext, base: Base | None = None) -> TreeMap:
+    """Walk ``root`` (a resolved path) and number everything under it on its file system.
+
+    A level 0 numbers every inode afresh, in walk order. An incremental keeps
+    its base's number for every inode the base had (so restore -r recognises
+    renames and deletions), gives new inodes numbers above the base's, and
+    selects what changed since the base: those entries, the directories on
+    the path to them, and the root.
+    """
     root_st = os.stat(root)
     if stat.S_ISDIR(root_st.st_mode):
         top = DirectoryNode(ROOTINO, ROOTINO, root, inode_info_from_stat(root_st))
@@ -73,48 +101,95 @@ def map_tree(root: bytes, run: RunContext) -> TreeMap:
         # A single path: the dump's root is its directory, holding that one entry.
         parent, name = os.path.split(root)
         parent_st = os.stat(parent)
+        root_st = parent_st
         top = DirectoryNode(ROOTINO, ROOTINO, parent, inode_info_from_stat(parent_st), only_name=name)
-    tree = TreeMap(root_path=root)
+    tree = TreeMap(root_path=root, incremental=base is not None)
+    if base is not None:
+        tree.next_ino = max(base.maxino, ROOTINO + 1)
+        since = base.since_ns
+        known = base.numbers
     device = root_st.st_dev
     hard_links: dict[int, int] = {}
+    changed_links: set[int] = set()
+    fs_inodes, media_inodes = tree.fs_inodes, tree.media_inodes
+    fs_inodes.append(root_st.st_ino)
+    media_inodes.append(ROOTINO)
     queue = deque([top])
     run.reporter.phase("pass I-II: mapping")
     while queue:
         node = queue.popleft()
+        index = len(tree.directories)
         tree.directories.append(node)
         entries = [(node.ino, DT_DIR, b"."), (node.parent_ino, DT_DIR, b"..")]
         for name, st in _read_directory(node, run):
-            if stat.S_ISDIR(st.st_mode):
-                ino = tree.next_ino
-                tree.next_ino += 1
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if not is_dir and st.st_dev != device:
+                continue  # a file bind-mounted from another file system: not ours to dump
+            key = _mount_point_key(node.path, name) if is_dir and st.st_dev != device else st.st_ino
+            if not is_dir and st.st_nlink > 1 and key in hard_links:
+                ino = hard_links[key]
+                new_inode = False
+            else:
+                ino = known.get(key) if base is not None else None
+                if ino is None or ino == ROOTINO:
+                    ino = tree.next_ino
+                    tree.next_ino += 1
+                fs_inodes.append(key)
+                media_inodes.append(ino)
+                new_inode = True
+                if not is_dir and st.st_nlink > 1:
+                    hard_links[key] = ino
+            changed = base is None or st.st_mtime_ns >= since or st.st_ctime_ns >= since
+            if is_dir:
                 child = DirectoryNode(
                     ino,
                     node.ino,
                     os.path.join(node.path, name),
                     inode_info_from_stat(st),
                     mount_point=st.st_dev != device,
+                    parent_index=index,
+                    dump=changed,
                 )
                 if not times_fit_format(child.info):
                     warn_clamped_time(run, child.path)
+                if changed and base is not None:
+                    _needed(tree, index)
                 queue.append(child)
-            elif st.st_dev != device:
-                continue  # a file bind-mounted from another file system: not ours to dump
-            elif st.st_nlink > 1 and st.st_ino in hard_links:
-                ino = hard_links[st.st_ino]
-            else:
-                ino = tree.next_ino
-                tree.next_ino += 1
-                if st.st_nlink > 1:
-                    hard_links[st.st_ino] = ino
+            elif new_inode:
                 tree.files += 1
-                tree.estimated_bytes += _estimate_file_blocks(st) * TP_BSIZE
+                if changed:
+                    tree.estimated_bytes += _estimate_file_blocks(st) * TP_BSIZE
+                    if base is not None:
+                        tree.files_to_dump.append((ino, index, name))
+                        _needed(tree, index)
+                        if st.st_nlink > 1:
+                            changed_links.add(ino)
+            elif ino in changed_links:
+                _needed(tree, index)  # every name of a changed file is on media, for restore -r
             entries.append((ino, dtype_of_mode(st.st_mode), name))
         node.contents = pack_directory(entries)
         node.info.size = len(node.contents)
-        tree.estimated_bytes += TP_BSIZE + len(node.contents)
+        if node.dump:
+            tree.estimated_bytes += TP_BSIZE + len(node.contents)
     if tree.next_ino > 0xFFFFFFFF:
         raise OverflowError("more than 2**32 inodes: beyond what the dump format can number")
+    tree.directories[0].dump = True  # the root is always on media
+    tree.files_to_dump.sort()
     return tree
+
+
+def _mount_point_key(parent: bytes, name: bytes) -> int:
+    """A stable key for a mount point in the inode map: its inode belongs to another file system."""
+    digest = hashlib.blake2b(os.path.join(parent, name), digest_size=7).digest()
+    return (1 << 63) | int.from_bytes(digest, "big")
+
+
+def _needed(tree: TreeMap, index: int) -> None:
+    """Directory ``index`` and every one above it go on media (they lead to a changed entry)."""
+    directories = tree.directories
+    while index >= 0 and not directories[index].dump:
+        directories[index].dump = True
+        index = directories[index].parent_index
 
 
 def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, os.stat_result]]:

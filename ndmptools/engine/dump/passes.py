@@ -42,10 +42,20 @@ class DumpWriter:
         """TS_TAPE, then TS_CLRI (inodes in use) and TS_BITS (inodes on this dump)."""
         w = self.writer
         w.write_header(self.packer.volume_header(tapea=w.blocks_written), 0, None, 0)
-        in_use = InodeMap()
-        in_use.add_range(ROOTINO, self.tree.maxino - 1)
+        in_use, dumped = InodeMap(), InodeMap()
+        if self.tree.incremental:
+            for ino in self.tree.media_inodes:
+                in_use.add(ino)
+            for node in self.tree.directories:
+                if node.dump:
+                    dumped.add(node.ino)
+            for ino, _, _ in self.tree.files_to_dump:
+                dumped.add(ino)
+        else:
+            in_use.add_range(ROOTINO, self.tree.maxino - 1)
+            dumped = in_use
         self._write_map(RecordType.CLRI, self.tree.maxino - 1, in_use)
-        self._write_map(RecordType.BITS, ROOTINO, in_use)
+        self._write_map(RecordType.BITS, ROOTINO, dumped)
 
     def _write_map(self, map_type: int, inumber: int, inode_map: InodeMap) -> None:
         data = inode_map.to_media(self.tree.maxino)
@@ -61,8 +71,12 @@ class DumpWriter:
     # -- pass III ---------------------------------------------------------------
 
     def write_directories(self) -> None:
+        """Every directory of a level 0; those on the path to a change in an incremental."""
         self.run.reporter.phase("pass III: directories")
-        for node in self.tree.directories:
+        nodes = self.tree.directories
+        if self.tree.incremental:
+            nodes = sorted((n for n in nodes if n.dump), key=lambda n: n.ino)
+        for node in nodes:
             self._write_inode(node.ino, node.info, node.contents)
 
     # -- pass IV ----------------------------------------------------------------
@@ -70,6 +84,9 @@ class DumpWriter:
     def write_files(self) -> None:
         """Every non-directory, in ascending inode order: the walk's order again."""
         self.run.reporter.phase("pass IV: files")
+        if self.tree.incremental:
+            self._write_changed_files()
+            return
         last_written = ROOTINO
         for node in self.tree.directories:
             entries, _ = parse_directory(node.contents)
@@ -90,6 +107,28 @@ class DumpWriter:
                     last_written = entry.ino
                     self._dump_entry(node, dir_fd, entry.name, entry.ino)
             finally:
+                os.close(dir_fd)
+
+    def _write_changed_files(self) -> None:
+        """An incremental's files: picked in pass I, sorted by inode, each read from its directory."""
+        open_index, dir_fd = -1, -1
+        try:
+            for ino, index, name in self.tree.files_to_dump:
+                node = self.tree.directories[index]
+                if index != open_index:
+                    if dir_fd >= 0:
+                        os.close(dir_fd)
+                    open_index, dir_fd = index, -1
+                    try:
+                        dir_fd = os.open(node.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    except OSError as err:
+                        self._missing(node, name, err)
+                        continue
+                elif dir_fd < 0:
+                    continue  # its directory could not be opened: already said
+                self._dump_entry(node, dir_fd, name, ino)
+        finally:
+            if dir_fd >= 0:
                 os.close(dir_fd)
 
     def _check_times(self, node: DirectoryNode, name: bytes, info: InodeInfo) -> None:
