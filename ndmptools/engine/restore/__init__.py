@@ -292,10 +292,11 @@ class Restorer:
 
     # -- stage 4 ------------------------------------------------------------------------
 
-    def set_directory_attributes(self) -> None:
+    def set_directory_attributes(self, only: set[int] | None = None) -> None:
+        """Owner, mode and times of the directories (``only`` those, when given), deepest first."""
         self.run.reporter.phase("stage 4: directory attributes")
         for directory in reversed(self.catalog.directories):
-            if directory.ino in self.failed_dirs:
+            if directory.ino in self.failed_dirs or (only is not None and directory.ino not in only):
                 continue
             if directory.ino == ROOTINO and not self.catalog.full:
                 continue  # a partial restore leaves the target's own attributes alone

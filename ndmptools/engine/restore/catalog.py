@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ndmptools.engine.progress import RunContext
 from ndmptools.errors import FormatError
+from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import DT_DIR, ROOTINO
 from ndmptools.format.dirent import parse_directory
 from ndmptools.format.header import Header, InodeInfo
@@ -72,8 +73,18 @@ class Catalog:
         return parent + b"/" + link.name if parent else link.name
 
 
-def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) -> Catalog:
-    """Stage 1: read the directories off ``reader`` and select ``paths`` (all when empty)."""
+@dataclass
+class MediaDirectories:
+    """What stage 1 reads off the media: the volume start, every directory on it, the first file."""
+
+    volume: VolumeStart
+    contents: dict[int, bytes]  # directory inode -> BSD directory data
+    infos: dict[int, InodeInfo]
+    first_file: Header | None
+
+
+def read_directories(reader: DumpReader, run: RunContext) -> MediaDirectories:
+    """The volume start and the directories (pass III) of a dump."""
     volume = reader.read_volume_start()
     contents: dict[int, bytes] = {}
     infos: dict[int, InodeInfo] = {}
@@ -88,10 +99,31 @@ def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) ->
         header = reader.next_inode()
     if ROOTINO not in contents:
         raise FormatError("the root directory is not on the media", reader.last_offset)
-    catalog = Catalog(volume=volume, first_file=header)
+    return MediaDirectories(volume, contents, infos, header)
+
+
+def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) -> Catalog:
+    """Stage 1: read the directories off ``reader`` and select ``paths`` (all when empty)."""
+    return build_catalog(read_directories(reader, run), paths, run)
+
+
+def build_catalog(
+    media: MediaDirectories, paths: tuple[str, ...], run: RunContext, on_media_only: bool | None = None
+) -> Catalog:
+    """The tree of ``media``'s directories, restricted to ``paths`` (all when empty).
+
+    In an incremental, entries whose inode is not on the media are left out
+    (they did not change); ``on_media_only`` forces that choice either way.
+    """
+    volume = media.volume
+    catalog = Catalog(volume=volume, first_file=media.first_file)
+    contents = dict(media.contents)
     wanted = _select(contents, paths, run)
     catalog.full = wanted.get(ROOTINO, set()) is ALL
-    _build_tree(catalog, contents, infos, wanted, volume.maxino, run)
+    if on_media_only is None:
+        on_media_only = bool(volume.header.ddate)
+    dumped = volume.dumped if on_media_only else None
+    _build_tree(catalog, contents, media.infos, wanted, volume.maxino, dumped, run)
     return catalog
 
 
@@ -131,6 +163,7 @@ def _build_tree(
     infos: dict[int, InodeInfo],
     wanted: dict[int, set | None],
     maxino: int,
+    dumped: InodeMap | None,
     run: RunContext,
 ) -> None:
     root = Directory(ROOTINO, ROOTINO, b"", infos[ROOTINO])
@@ -162,6 +195,8 @@ def _build_tree(
             if not 1 <= entry.ino < max(maxino, ROOTINO + 1):
                 run.warn(f"{show(full)}: inode {entry.ino} is outside the dump; ignored")
                 continue
+            if dumped is not None and entry.ino not in dumped:
+                continue  # unchanged since the base of this incremental: not on this media
             if entry.ino in infos:
                 if entry.ino in catalog.by_ino:
                     run.warn(f"{show(full)}: a second name of a directory; ignored")

@@ -187,6 +187,26 @@ class TargetTree:
                 ),
             )
 
+    def move(
+        self, parent: int, name: bytes, new_parent: int, new_name: bytes, directory: int | None = None
+    ) -> None:
+        """Rename an entry within the target; a moved directory keeps its inode (and open descriptor)."""
+        with self.directory(parent) as source_fd, self.directory(new_parent) as dir_fd:
+            try:
+                os.rename(name, new_name, src_dir_fd=source_fd, dst_dir_fd=dir_fd)
+            except OSError as err:
+                raise Refused(f"cannot move it: {err.strerror}") from None
+        if directory is not None:
+            self.register(directory, new_parent, new_name)
+
+    def remove_tree(self, parent: int, name: bytes) -> None:
+        """Remove an entry and, for a directory, all it holds; links inside are never followed."""
+        with self.directory(parent) as dir_fd:
+            try:
+                _remove_at(dir_fd, name)
+            except OSError as err:
+                raise Refused(f"cannot remove it: {err.strerror}") from None
+
     def remove(self, parent: int, name: bytes) -> None:
         """Remove a non-directory this restore made (a file that could not be finished)."""
         with self.directory(parent) as dir_fd, suppress(OSError):
@@ -217,3 +237,20 @@ class TargetTree:
             pass
         except OSError as err:
             raise Refused(f"cannot replace the existing entry: {err.strerror}") from None
+
+
+def _remove_at(dir_fd: int, name: bytes) -> None:
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        for entry in os.listdir(fd):
+            _remove_at(fd, os.fsencode(entry))
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
