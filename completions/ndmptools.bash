@@ -28,30 +28,53 @@ _ndmptools() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${COMP_WORDS[i]}
         case "$cmd/$word" in
+            'ndmptools/chain') cmd='ndmptools chain' ;;
             'ndmptools/devices') cmd='ndmptools devices' ;;
             'ndmptools/dump') cmd='ndmptools dump' ;;
             'ndmptools/restore') cmd='ndmptools restore' ;;
-            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--device')
+            'ndmptools chain/plan') cmd='ndmptools chain plan' ;;
+            'ndmptools chain/show') cmd='ndmptools chain show' ;;
+            'ndmptools/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
-            'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-C' | 'ndmptools restore/--target')
+            'ndmptools chain plan/--at' | 'ndmptools chain plan/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools chain show/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools devices/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-C' | 'ndmptools restore/--target' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
         esac
     done
     if ((i > COMP_CWORD)); then  # the word is a value of the option $word
         [[ $cur == "=" ]] && cur=
         case "$cmd/$word" in
+            'ndmptools/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools chain plan/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools chain show/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools devices/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools dump/-f' | 'ndmptools dump/--file') _ndmptools_paths -f "$cur" ;;
+            'ndmptools dump/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools restore/-C' | 'ndmptools restore/--target') _ndmptools_paths -d "$cur" ;;
+            'ndmptools restore/--state-dir') _ndmptools_paths -d "$cur" ;;
         esac
         return 0
     fi
     case "$cmd/$cur" in
-        'ndmptools/-'*) _ndmptools_offer "$cur" --version --json -q --quiet -v --verbose --debug -h --help ;;
-        'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug -h --help ;;
-        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --device --no-prompt --json -q --quiet -v --verbose --debug -h --help ;;
-        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list --json -q --quiet -v --verbose --debug -h --help ;;
-        'ndmptools/'*) _ndmptools_offer "$cur" devices dump restore ;;
+        'ndmptools/-'*) _ndmptools_offer "$cur" --version --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools chain/-'*) _ndmptools_offer "$cur" -h --help ;;
+        'ndmptools chain plan/-'*) _ndmptools_offer "$cur" --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools chain show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools/'*) _ndmptools_offer "$cur" chain devices dump restore ;;
+        'ndmptools chain/'*) _ndmptools_offer "$cur" plan show ;;
+        'ndmptools chain plan/'*) _ndmptools_paths -f "$cur" ;;
+        'ndmptools chain show/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools dump/'*) _ndmptools_paths -f "$cur" ;;
     esac
     return 0

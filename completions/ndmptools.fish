@@ -12,15 +12,29 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
             continue
         end
         switch "$cmd/$word"
+            case 'ndmptools/chain'
+                set cmd 'ndmptools chain'
             case 'ndmptools/devices'
                 set cmd 'ndmptools devices'
             case 'ndmptools/dump'
                 set cmd 'ndmptools dump'
             case 'ndmptools/restore'
                 set cmd 'ndmptools restore'
-            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--device'
+            case 'ndmptools chain/plan'
+                set cmd 'ndmptools chain plan'
+            case 'ndmptools chain/show'
+                set cmd 'ndmptools chain show'
+            case 'ndmptools/--state-dir'
                 set skip 1
-            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-C' 'ndmptools restore/--target'
+            case 'ndmptools chain plan/--at' 'ndmptools chain plan/--state-dir'
+                set skip 1
+            case 'ndmptools chain show/--state-dir'
+                set skip 1
+            case 'ndmptools devices/--state-dir'
+                set skip 1
+            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
+                set skip 1
+            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-C' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
         end
     end
@@ -33,6 +47,7 @@ end
 
 complete -c ndmptools -f
 
+complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'chain' -d 'Increment chains: which dumps a path has, and which to restore'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'devices' -d 'List tape drives and media changers, as udev knows them'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'dump' -d 'Back up PATH (a file system, a subtree or a single file) to MEDIA'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'restore' -d 'Restore the dump on MEDIA into DIR: all of it, or only the PATHs named'
@@ -41,12 +56,35 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'json' -d 'Print the r
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'plan' -d 'The dumps to restore, in order, to get PATH back as it was at a date'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'show' -d 'The dumps of PATH in backup order: level, increment chain, base, what each holds'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'at' -x -d 'The moment to restore PATH to [default: its last dump].'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -F
+
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -F
 
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'h' -l 'help' -d 'Show this message and exit.'
 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -o 'level' -l 'level' -x -d 'Dump level; 0 backs up everything.'
@@ -55,12 +93,15 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'b' -l 'blocking-
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'L' -l 'label' -x -d 'Dump label (15 bytes at most); default: the file system\'s label, or \'none\'.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'capacity' -x -d 'Virtual tapes: what a cartridge holds (e.g. 400M); the dump goes on to the next at its end.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'append' -d 'Tapes: write after the last dump instead of from the start.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-update' -d 'Record nothing in the dump history: this dump will be no base (UPDATE=N).'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'auto-baseline' -d 'Take a level 0 when an incremental has no usable base, instead of failing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -F
 
@@ -70,8 +111,12 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'device' -x -d
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'C' -l 'target' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Directory to restore into (created if missing).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 't' -l 'list' -d 'List path, inode, type and size of each entry instead of restoring.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'r' -l 'incremental' -d 'Apply a dump of an increment chain on top of the earlier ones restored into DIR.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'plan' -x -d 'Apply, with -r, every dump `ndmptools chain plan PATH` lists, in order (needs no -f).'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'at' -x -d 'With --plan: PATH as it was at this date.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'h' -l 'help' -d 'Show this message and exit.'

@@ -7,9 +7,12 @@ run by hand on a machine missing root or Debian's tools.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from click.testing import CliRunner
@@ -18,6 +21,11 @@ from tests.debian import missing_tools
 from tests.trees import build_sample_tree
 
 IS_ROOT = os.geteuid() == 0
+
+# Every run of the suite keeps its dump history in a directory of its own, never in
+# /var/lib/ndmptools; tests that need a history to themselves pass --state-dir.
+os.environ["NDMPTOOLS_STATE_DIR"] = tempfile.mkdtemp(prefix="ndmptools-test-state-")
+atexit.register(shutil.rmtree, os.environ["NDMPTOOLS_STATE_DIR"], True)
 
 
 @pytest.hookimpl(hookwrapper=True)

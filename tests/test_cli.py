@@ -86,7 +86,7 @@ def test_json_cannot_share_stdout_with_the_dump(ndmptools, small_tree):
         (["restore", "-f", "{tmp}/empty", "-C", "{tmp}/r"], 6, "empty"),
         (["restore", "-t", "-f", "{tmp}/garbage"], 6, "not a dump"),
         (["dump", "-level", "32", "-f", "{tmp}/x", "{tmp}"], 2, "0<=x<=31"),
-        (["dump", "-level", "1", "-f", "{tmp}/x", "{tmp}"], 2, "level 0"),
+        (["dump", "-level", "1", "-f", "{tmp}/x", "{tmp}"], 9, "a level 0 is needed"),
         (["dump", "-L", "a-label-that-is-too-long", "-f", "{tmp}/x", "{tmp}"], 2, "15 bytes"),
         (["restore", "-f", "{tmp}/garbage", "-C", "{tmp}/garbage"], 2, "is a file"),
         (["restore", "-f", "{tmp}/valid", "-C", "/proc/ndmptools-cannot-be-here"], 7, "cannot restore into"),

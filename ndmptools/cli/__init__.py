@@ -8,6 +8,7 @@ import traceback
 import click
 
 from ndmptools import __version__
+from ndmptools.cli.chain_cmd import chain
 from ndmptools.cli.common import output_options
 from ndmptools.cli.devices_cmd import devices
 from ndmptools.cli.dump_cmd import dump
@@ -29,6 +30,7 @@ def cli() -> None:
 
 cli.add_command(dump)
 cli.add_command(restore)
+cli.add_command(chain)
 cli.add_command(devices)
 
 

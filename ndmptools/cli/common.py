@@ -15,6 +15,8 @@ def _setter(attribute: str):
             return
         if attribute == "verbose":
             app.verbose += value
+        elif attribute == "state_dir":
+            app.state_dir = value
         else:
             setattr(app, attribute, True)
 
@@ -22,7 +24,7 @@ def _setter(attribute: str):
 
 
 def output_options(function):
-    """--json, -q, -v and --debug, merged into the App on ctx.obj wherever they are given."""
+    """--json, -q, -v, --debug and --state-dir, merged into the App on ctx.obj wherever they are given."""
     for decorator in reversed(
         [
             click.option(
@@ -55,6 +57,15 @@ def output_options(function):
                 expose_value=False,
                 callback=_setter("debug"),
                 help="Show the traceback of an error.",
+            ),
+            click.option(
+                "--state-dir",
+                metavar="DIR",
+                envvar="NDMPTOOLS_STATE_DIR",
+                expose_value=False,
+                callback=_setter("state_dir"),
+                type=click.Path(file_okay=False),
+                help="Where the dump history is kept (default: /var/lib/ndmptools as root).",
             ),
         ]
     ):
@@ -106,3 +117,11 @@ def media_options(function):
     ):
         function = decorator(function)
     return function
+
+
+def open_history(app: App):
+    """The dump history in the state directory (created on first use)."""
+    from ndmptools.state.db import StateDB
+    from ndmptools.state.history import History
+
+    return History(StateDB(app.state_dir))

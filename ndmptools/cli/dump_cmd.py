@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ndmptools.cli.common import media_options, media_request, output_options
+from ndmptools.cli.common import media_options, media_request, open_history, output_options
 from ndmptools.cli.output import App, ConsoleReporter, finish
 from ndmptools.engine.dump import DumpResult
 from ndmptools.engine.errors import UsageError
@@ -67,6 +67,16 @@ class SizeType(click.ParamType):
     help="Virtual tapes: what a cartridge holds (e.g. 400M); the dump goes on to the next at its end.",
 )
 @click.option("--append", is_flag=True, help="Tapes: write after the last dump instead of from the start.")
+@click.option(
+    "--no-update",
+    is_flag=True,
+    help="Record nothing in the dump history: this dump will be no base (UPDATE=N).",
+)
+@click.option(
+    "--auto-baseline",
+    is_flag=True,
+    help="Take a level 0 when an incremental has no usable base, instead of failing.",
+)
 @media_options
 @click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
 @output_options
@@ -79,6 +89,8 @@ def dump(
     label: str | None,
     capacity: int | None,
     append: bool,
+    no_update: bool,
+    auto_baseline: bool,
     device: str | None,
     no_prompt: bool,
     path: str,
@@ -87,12 +99,15 @@ def dump(
 
     PATH becomes the root of the dump, and the walk stays on PATH's file
     system: a file system mounted below it is dumped as an empty directory.
+    A level-N dump holds what changed since the most recent dump of PATH at
+    a lower level (its base); `ndmptools chain show PATH` lists them.
     At the end of a tape the dump goes on to the next volume: the next
     cartridge of a library, or the next tape the operator loads.
 
     \b
     Examples:
       ndmptools dump -level 0 -f /backup/home.dump /home
+      ndmptools dump -level 1 -f /backup/home-1.dump /home
       ndmptools dump -f /dev/nst0 -b 256 --append /srv
       ndmptools dump -f vtape:/backup/lib --capacity 400M /home
       ndmptools dump -f - -b 128 /srv | ssh vault 'cat > srv.dump'
@@ -107,6 +122,8 @@ def dump(
         append=append,
         device=device,
         prompt=not no_prompt,
+        update=not no_update,
+        auto_baseline=auto_baseline,
     )
     result = run_dump(options, app)
     return finish(app, "dump", result.stats, result.as_dict())
@@ -122,9 +139,12 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
     if options.label is not None and len(options.label.encode()) > 15:
         raise UsageError("a label is at most 15 bytes")
     request = media_request(options, "w")
+    history = open_history(app) if options.update or options.level > 0 else None
     reporter = ConsoleReporter(app)
     run = RunContext(reporter)
     try:
-        return engine_dump(options, lambda: open_medium(request), run)
+        return engine_dump(options, lambda: open_medium(request), run, history)
     finally:
         reporter.close()
+        if history is not None:
+            history.db.close()

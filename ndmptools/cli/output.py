@@ -24,6 +24,7 @@ class App:
     quiet: bool = False
     verbose: int = 0
     debug: bool = False
+    state_dir: str | None = None  # --state-dir / NDMPTOOLS_STATE_DIR; None: the default place
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
 

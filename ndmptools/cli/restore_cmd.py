@@ -6,8 +6,9 @@ import json
 
 import click
 
-from ndmptools.cli.common import media_options, media_request, output_options
-from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish
+from ndmptools.cli.chain_cmd import DateType
+from ndmptools.cli.common import media_options, media_request, open_history, output_options
+from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, summary_line
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import ListedEntry, RestoreResult
@@ -18,7 +19,6 @@ from ndmptools.engine.restore import ListedEntry, RestoreResult
     "-f",
     "--file",
     "files",
-    required=True,
     multiple=True,
     metavar="MEDIA",
     help="The dump to read: a file, - (standard input), a tape drive, NAME.tap or vtape:DIR; "
@@ -48,6 +48,19 @@ from ndmptools.engine.restore import ListedEntry, RestoreResult
     is_flag=True,
     help="List path, inode, type and size of each entry instead of restoring.",
 )
+@click.option(
+    "-r",
+    "--incremental",
+    is_flag=True,
+    help="Apply a dump of an increment chain on top of the earlier ones restored into DIR.",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    metavar="PATH",
+    help="Apply, with -r, every dump `ndmptools chain plan PATH` lists, in order (needs no -f).",
+)
+@click.option("--at", "at", type=DateType(), help="With --plan: PATH as it was at this date.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @output_options
 @click.pass_obj
@@ -59,6 +72,9 @@ def restore(
     no_prompt: bool,
     target: str,
     list_only: bool,
+    incremental: bool,
+    plan_path: str | None,
+    at: float | None,
     paths: tuple[str, ...],
 ) -> int:
     """Restore the dump on MEDIA into DIR: all of it, or only the PATHs named.
@@ -75,7 +91,21 @@ def restore(
       ndmptools restore -f /backup/home.dump -C /tmp/r alice/notes.txt
       ndmptools restore -f /dev/nst0 -s 2 -C /srv/restored
       ndmptools restore -t -f vtape:/backup/lib --json
+      ndmptools restore -r -f home-0.dump -C /srv/home; ndmptools restore -r -f home-1.dump -C /srv/home
+      ndmptools restore -r --plan /home --at "2026-11-20 18:00" -C /srv/home
     """
+    if plan_path is not None or incremental:
+        if list_only or paths:
+            raise click.UsageError("-r applies whole dumps: it takes no PATH and no -t")
+        if plan_path is None and not files:
+            raise click.UsageError("-r needs the dump to apply (-f) or a chain to apply (--plan PATH)")
+        if plan_path is not None and files:
+            raise click.UsageError("--plan finds the media in the dump history: give no -f with it")
+        if plan_path is None and at is not None:
+            raise click.UsageError("--at goes with --plan")
+        return run_incremental(app, files, file_number, device, not no_prompt, target, plan_path, at)
+    if not files:
+        raise click.UsageError("Missing option '-f' / '--file'.")
     media = dict(
         file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
     )
@@ -125,3 +155,79 @@ def run_list(options: ListOptions, app: App) -> RunStats:
     finally:
         reporter.close()
     return stats
+
+
+def run_incremental(
+    app: App,
+    files: tuple[str, ...],
+    file_number: int | None,
+    device: str | None,
+    prompt: bool,
+    target: str,
+    plan_path: str | None,
+    at: float | None,
+) -> int:
+    """restore -r: one dump (-f), or every dump of a chain plan, applied to TARGET in order."""
+    from ndmptools.engine import chain as chains
+    from ndmptools.engine.restore.incremental import apply_dump
+    from ndmptools.media import open_medium
+    from ndmptools.state.symtab import RestoreTargets
+
+    history = open_history(app)
+    try:
+        targets = RestoreTargets(history.db)
+        if plan_path is None:
+            steps = [
+                RestoreOptions(
+                    file=files[0],
+                    more_files=files[1:],
+                    target=target,
+                    file_number=file_number,
+                    device=device,
+                    prompt=prompt,
+                )
+            ]
+            labels = [files[0]]
+        else:
+            records = chains.plan(history, plan_path, at)
+            steps = [
+                RestoreOptions(
+                    file=r.media["spec"],
+                    target=target,
+                    file_number=r.media.get("file_number"),
+                    device=device,
+                    prompt=prompt,
+                )
+                for r in records
+            ]
+            labels = [f"level {r.level} of {chains.when(r)}" for r in records]
+        results, warnings = [], 0
+        for options, label in zip(steps, labels, strict=True):
+            reporter = ConsoleReporter(app)
+            run = RunContext(reporter)
+            try:
+                with open_medium(media_request(options, "r")) as medium:
+                    applied = apply_dump(options, medium, run, targets, history)
+            finally:
+                reporter.close()
+            warnings += run.stats.warning_count
+            results.append(
+                {
+                    "dump": label,
+                    "level": applied.level,
+                    "date": applied.date,
+                    "removed": applied.removed,
+                    "moved": applied.moved,
+                    "restored": applied.restored,
+                    "not_restored": applied.not_restored,
+                    "bytes": run.stats.bytes,
+                    "warnings": run.stats.warnings,
+                }
+            )
+            if not app.json and not app.quiet:
+                click.echo(summary_line(f"restore -r ({label})", run.stats), file=app.stderr)
+    finally:
+        history.db.close()
+    if app.json:
+        click.echo(json.dumps({"target": target, "applied": results}, indent=2, sort_keys=True))
+    return 1 if warnings else 0
