@@ -56,7 +56,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'json' -d 'Print the r
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'h' -l 'help' -d 'Show this message and exit.'
 
 complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'plan' -d 'The dumps to restore, in order, to get PATH back as it was at a date'
@@ -68,7 +68,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'json' -d '
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -F
 
@@ -76,7 +76,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'json' -d '
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -F
 
@@ -84,7 +84,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'json' -d 'Pri
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'h' -l 'help' -d 'Show this message and exit.'
 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -o 'level' -l 'level' -x -d 'Dump level; 0 backs up everything.'
@@ -101,7 +101,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -F
 
@@ -118,5 +118,5 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'json' -d 'Pri
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'debug' -d 'Show the traceback of an error.'
-complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'h' -l 'help' -d 'Show this message and exit.'

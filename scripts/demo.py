@@ -39,9 +39,12 @@ def build_sample_tree(root: str) -> None:
     )
 
 
+STATE = ["--state-dir"]  # the demo keeps its dump history to itself, never in /var/lib/ndmptools
+
+
 def run(*args: str) -> None:
     print("$ ndmptools", " ".join(args), flush=True)
-    subprocess.run([os.path.join(BIN, "ndmptools"), *args], check=True)
+    subprocess.run([os.path.join(BIN, "ndmptools"), *STATE, *args], check=True)
 
 
 def main() -> int:
@@ -49,6 +52,7 @@ def main() -> int:
     shutil.rmtree(base, ignore_errors=True)
     source, image, restored = (os.path.join(base, n) for n in ("source", "source.dump", "restored"))
     build_sample_tree(source)
+    STATE.append(os.path.join(base, "state"))
     run("dump", "-level", "0", "-f", image, source)
     run("restore", "-f", image, "-C", restored)
     run("restore", "-t", "-f", image)

@@ -61,11 +61,11 @@ def output_options(function):
             click.option(
                 "--state-dir",
                 metavar="DIR",
-                envvar="NDMPTOOLS_STATE_DIR",
                 expose_value=False,
                 callback=_setter("state_dir"),
                 type=click.Path(file_okay=False),
-                help="Where the dump history is kept (default: /var/lib/ndmptools as root).",
+                help="Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools "
+                "as root).",
             ),
         ]
     ):

@@ -57,7 +57,7 @@ def media_text(record: DumpRecord) -> str:
 def plan(history: History, path: str, at: float | None = None) -> list[DumpRecord]:
     """The dumps to restore, level 0 first, to get ``path`` as its last dump at or before ``at``."""
     found = history_of(history, path)
-    candidates = [d for d in found.dumps if at is None or d.dump_date_ns <= at * 1_000_000_000]
+    candidates = [d for d in found.dumps if at is None or d.dump_date <= int(at)]  # to the second
     if not candidates:
         moment = (
             "" if at is None else f" at or before {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}"

@@ -100,12 +100,12 @@ def _is_within(path: str, directory: str) -> bool:
 
 
 def probe_block_device(device: str) -> tuple[str | None, str | None]:
-    """(label, uuid) of a block device from blkid, or (None, None) when it cannot tell."""
+    """(label, uuid) of a block device, probed afresh (blkid -p: its cache can be stale), or (None, None)."""
     if not device.startswith("/dev/") or shutil.which("blkid") is None:
         return None, None
     try:
         done = subprocess.run(
-            ["blkid", "-o", "export", device], capture_output=True, text=True, timeout=10, check=False
+            ["blkid", "-p", "-o", "export", device], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None, None

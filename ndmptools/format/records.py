@@ -56,6 +56,7 @@ class RecordWriter:
         self.blocks_written = 0  # c_tapea of the next block
         self.records_written = 0
         self.volume = 1
+        self.locations = [medium.location()]  # where each volume starts
         self.volume_header = volume_header
         self.description = description
         # The inode whose data is being written, and how many of its data blocks are still to come;
@@ -166,6 +167,7 @@ class RecordWriter:
                 "continue on (a library needs more cartridges, a drive an operator)"
             )
         self.volume += 1
+        self.locations.append(self.medium.location())
         inumber, inode, left = state
         split = SplitPoint(self.volume, self.blocks_written, inumber, inode, left)
         self._record_start_state = state

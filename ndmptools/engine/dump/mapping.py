@@ -29,6 +29,7 @@ from ndmptools.state.history import InodeNumbers
 
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)  # reading a directory must not move its atime
+_DIRECTORY_KEY = 1 << 62  # in the inode map, keys of directories (mount points use 1 << 63)
 
 
 @dataclass(slots=True)
@@ -112,7 +113,7 @@ def map_tree(root: bytes, run: RunContext, base: Base | None = None) -> TreeMap:
     hard_links: dict[int, int] = {}
     changed_links: set[int] = set()
     fs_inodes, media_inodes = tree.fs_inodes, tree.media_inodes
-    fs_inodes.append(root_st.st_ino)
+    fs_inodes.append(root_st.st_ino | _DIRECTORY_KEY)
     media_inodes.append(ROOTINO)
     queue = deque([top])
     run.reporter.phase("pass I-II: mapping")
@@ -125,7 +126,12 @@ def map_tree(root: bytes, run: RunContext, base: Base | None = None) -> TreeMap:
             is_dir = stat.S_ISDIR(st.st_mode)
             if not is_dir and st.st_dev != device:
                 continue  # a file bind-mounted from another file system: not ours to dump
-            key = _mount_point_key(node.path, name) if is_dir and st.st_dev != device else st.st_ino
+            if is_dir:
+                # A file system reuses a freed inode for whatever comes next: a directory's key
+                # differs from a file's, so an inode number that changed kind gets a new number.
+                key = _mount_point_key(node.path, name) if st.st_dev != device else st.st_ino | _DIRECTORY_KEY
+            else:
+                key = st.st_ino
             if not is_dir and st.st_nlink > 1 and key in hard_links:
                 ino = hard_links[key]
                 new_inode = False

@@ -150,8 +150,8 @@ class IncrementalRestore:
                 continue  # was not reachable: nothing of it is in the target
             keep = _entries(self.new[directory]) if directory in self.new else {}
             for name, (ino, _dtype) in _entries(self.old[directory]).items():
-                if keep.get(name, (None, 0))[0] == ino:
-                    continue  # the same name for the same inode
+                if keep.get(name, (None, 0))[0] == ino and (ino in self.old) == (ino in self.new):
+                    continue  # the same name for the same inode, still of the same kind
                 self._clear(directory, name, ino, is_dir=ino in self.old)
 
     def _clear(self, parent: int, name: bytes, ino: int, is_dir: bool) -> None:
