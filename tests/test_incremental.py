@@ -196,6 +196,10 @@ def test_an_incremental_holds_only_what_changed(six_levels, tmp_path):
     assert "a/big" in paths and "sparse" in paths and "c/f3" in paths  # changed
     assert "d/keep" in paths  # a name of it went away: its link count (its inode) changed
     assert "q" not in paths and "x/now-a-dir" not in paths and "a/f1-renamed" not in paths  # unchanged
+    # A plain restore of an incremental gives what it holds, without a word about the rest.
+    done = six_levels.run("restore", "-f", six_levels.dumps[5], "-C", str(tmp_path / "plain"))
+    assert done.returncode == 0 and b"warning" not in done.stderr
+    assert (tmp_path / "plain" / "a" / "big").stat().st_size == 1000
     assert "." in paths and "a" in paths  # the root, and the directory leading to a/big
 
 
