@@ -49,6 +49,12 @@ class ChainError(NdmpToolsError):
     exit_code = 9
 
 
+class SnapshotError(NdmpToolsError):
+    """A snapshot cannot be made, found or removed."""
+
+    exit_code = 10
+
+
 EXIT_CODES = (
     (0, "success"),
     (1, "finished with warnings (some entries were skipped or changed)"),
@@ -60,5 +66,6 @@ EXIT_CODES = (
     (7, "target error (the restore target cannot be written)"),
     (8, "state error (the dump history cannot be read or written)"),
     (9, "chain error (an incremental without its base, or applied out of order)"),
+    (10, "snapshot error (a snapshot cannot be made, found or removed)"),
     (130, "interrupted"),
 )

@@ -1,6 +1,14 @@
 """Errors the engine raises; each carries its exit code (see ndmptools.errors.EXIT_CODES)."""
 
-from ndmptools.errors import EXIT_CODES, ChainError, FormatError, MediaError, NdmpToolsError, StateError
+from ndmptools.errors import (
+    EXIT_CODES,
+    ChainError,
+    FormatError,
+    MediaError,
+    NdmpToolsError,
+    SnapshotError,
+    StateError,
+)
 
 __all__ = [
     "EXIT_CODES",
@@ -9,6 +17,7 @@ __all__ = [
     "Interrupted",
     "MediaError",
     "NdmpToolsError",
+    "SnapshotError",
     "SourceError",
     "StateError",
     "TargetError",

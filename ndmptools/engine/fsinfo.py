@@ -60,9 +60,12 @@ def _unescape(field: str) -> str:
 
 
 def find_mount(path: str, mountinfo: str = MOUNTINFO) -> FileSystemInfo | None:
-    """The mount that holds ``path`` (an absolute, resolved path), or None if unknown."""
+    """The mount that holds ``path`` (an absolute, resolved path), or None if unknown.
+
+    The deepest mount point above the path is the one: device numbers cannot
+    tell, since every btrfs subvolume has a device number of its own.
+    """
     try:
-        st_dev = os.stat(path).st_dev
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
@@ -74,11 +77,6 @@ def find_mount(path: str, mountinfo: str = MOUNTINFO) -> FileSystemInfo | None:
             continue
         fields, tail = left.split(), right.split()
         if len(fields) < 6 or len(tail) < 2:
-            continue
-        major, _, minor = fields[2].partition(":")
-        if not (major.isdigit() and minor.isdigit()):
-            continue
-        if os.makedev(int(major), int(minor)) != st_dev:
             continue
         mount_point = _unescape(fields[4])
         if not _is_within(path, mount_point):

@@ -1,0 +1,59 @@
+"""Birth time through statx(2), which Python 3.11's os module does not offer."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+STATX_BTIME = 0x800
+
+
+class _Timestamp(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("reserved", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):
+    _fields_ = [
+        ("stx_mask", ctypes.c_uint32),
+        ("stx_blksize", ctypes.c_uint32),
+        ("stx_attributes", ctypes.c_uint64),
+        ("stx_nlink", ctypes.c_uint32),
+        ("stx_uid", ctypes.c_uint32),
+        ("stx_gid", ctypes.c_uint32),
+        ("stx_mode", ctypes.c_uint16),
+        ("spare0", ctypes.c_uint16),
+        ("stx_ino", ctypes.c_uint64),
+        ("stx_size", ctypes.c_uint64),
+        ("stx_blocks", ctypes.c_uint64),
+        ("stx_attributes_mask", ctypes.c_uint64),
+        ("stx_atime", _Timestamp),
+        ("stx_btime", _Timestamp),
+        ("stx_ctime", _Timestamp),
+        ("stx_mtime", _Timestamp),
+        ("stx_rdev_major", ctypes.c_uint32),
+        ("stx_rdev_minor", ctypes.c_uint32),
+        ("stx_dev_major", ctypes.c_uint32),
+        ("stx_dev_minor", ctypes.c_uint32),
+        ("spare", ctypes.c_uint64 * 14),
+    ]
+
+
+_libc = None
+
+
+def birth_time_ns(path: str | bytes, dir_fd: int = AT_FDCWD) -> int | None:
+    """When the file was created, where the file system records it; None where it does not."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if not hasattr(_libc, "statx"):
+        return None
+    buffer = _Statx()
+    if _libc.statx(dir_fd, os.fsencode(path), AT_SYMLINK_NOFOLLOW, STATX_BTIME, ctypes.byref(buffer)) != 0:
+        return None
+    if not buffer.stx_mask & STATX_BTIME:
+        return None
+    return buffer.stx_btime.tv_sec * 1_000_000_000 + buffer.stx_btime.tv_nsec
