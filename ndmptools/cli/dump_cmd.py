@@ -77,6 +77,18 @@ class SizeType(click.ParamType):
     is_flag=True,
     help="Take a level 0 when an incremental has no usable base, instead of failing.",
 )
+@click.option(
+    "--snapshot",
+    metavar="NAME",
+    help="Dump from this existing snapshot (kept) instead of taking snapshot_for_backup.N (removed).",
+)
+@click.option(
+    "--snapshot-provider",
+    type=click.Choice(["auto", "btrfs", "lvm", "zfs", "none"]),
+    default="auto",
+    show_default=True,
+    help="How to snapshot PATH; auto picks from its file system, none dumps it live.",
+)
 @media_options
 @click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
 @output_options
@@ -91,6 +103,8 @@ def dump(
     append: bool,
     no_update: bool,
     auto_baseline: bool,
+    snapshot: str | None,
+    snapshot_provider: str,
     device: str | None,
     no_prompt: bool,
     path: str,
@@ -99,6 +113,10 @@ def dump(
 
     PATH becomes the root of the dump, and the walk stays on PATH's file
     system: a file system mounted below it is dumped as an empty directory.
+    The dump reads a snapshot, never the live tree: one it takes
+    (snapshot_for_backup.N, removed afterwards) or one named with
+    --snapshot. On a file system without snapshots it reads the live tree
+    and reports what changed meanwhile.
     A level-N dump holds what changed since the most recent dump of PATH at
     a lower level (its base); `ndmptools chain show PATH` lists them.
     At the end of a tape the dump goes on to the next volume: the next
@@ -108,6 +126,7 @@ def dump(
     Examples:
       ndmptools dump -level 0 -f /backup/home.dump /home
       ndmptools dump -level 1 -f /backup/home-1.dump /home
+      ndmptools dump --snapshot nightly -f /backup/srv.dump /srv
       ndmptools dump -f /dev/nst0 -b 256 --append /srv
       ndmptools dump -f vtape:/backup/lib --capacity 400M /home
       ndmptools dump -f - -b 128 /srv | ssh vault 'cat > srv.dump'
@@ -124,6 +143,9 @@ def dump(
         prompt=not no_prompt,
         update=not no_update,
         auto_baseline=auto_baseline,
+        snapshot=snapshot,
+        snapshot_provider=snapshot_provider,
+        state_dir=app.state_dir,
     )
     result = run_dump(options, app)
     return finish(app, "dump", result.stats, result.as_dict())

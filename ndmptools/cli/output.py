@@ -74,6 +74,10 @@ class ConsoleReporter:
         if not self.app.quiet:
             self._write(f"ndmptools: warning: {message}")
 
+    def note(self, message: str) -> None:
+        if not self.app.quiet:
+            self._write(f"ndmptools: note: {message}")
+
     def close(self) -> None:
         self._close_bar()
 

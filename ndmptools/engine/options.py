@@ -22,6 +22,9 @@ class DumpOptions:
     prompt: bool = True  # ask the operator for the next tape (off: fail cleanly, for cron)
     update: bool = True  # record a completed dump as a possible base (UPDATE=Y)
     auto_baseline: bool = False  # a level > 0 with no base becomes a level 0 instead of failing
+    snapshot: str | None = None  # dump from this existing snapshot; None: make one
+    snapshot_provider: str = "auto"  # btrfs, lvm, zfs, none, or auto: from the file system
+    state_dir: str | None = None  # where the snapshot counter (and history) live; None: the default
 
 
 @dataclass(frozen=True)

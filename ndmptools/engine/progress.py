@@ -21,6 +21,9 @@ class Reporter(Protocol):
     def warning(self, message: str) -> None:
         """Something was skipped or changed; the run goes on and ends with exit code 1."""
 
+    def note(self, message: str) -> None:
+        """Something the operator should know that is not a fault (the exit code stays 0)."""
+
     def close(self) -> None:
         """The run is over; tidy the display."""
 
@@ -37,6 +40,9 @@ class NullReporter:
     def warning(self, message: str) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -51,6 +57,7 @@ class RunStats:
     finished: float | None = None
     warnings: list[str] = field(default_factory=list)  # the first MAX_KEPT_WARNINGS
     warning_count: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
         self.finished = time.monotonic()
@@ -74,6 +81,10 @@ class RunContext:
     def __init__(self, reporter: Reporter | None = None) -> None:
         self.reporter: Reporter = reporter if reporter is not None else NullReporter()
         self.stats = RunStats()
+
+    def note(self, message: str) -> None:
+        self.stats.notes.append(message)
+        self.reporter.note(message)
 
     def warn(self, message: str) -> None:
         self.stats.warning_count += 1

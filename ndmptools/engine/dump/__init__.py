@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ndmptools.engine.dump.mapping import Base, map_tree
 from ndmptools.engine.dump.passes import DumpWriter
-from ndmptools.engine.errors import ChainError, MediaError, SourceError, UsageError
+from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
 from ndmptools.engine.fsinfo import FileSystemInfo, describe
 from ndmptools.engine.levels import MAX_LEVEL
 from ndmptools.engine.options import DumpOptions
@@ -24,6 +24,15 @@ from ndmptools.format.constants import MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR,
 from ndmptools.format.header import HeaderPacker
 from ndmptools.format.records import RecordWriter
 from ndmptools.media.base import Medium
+from ndmptools.snapshot import (
+    Provider,
+    Snapshot,
+    SnapshotNames,
+    choose_provider,
+    release_snapshot,
+    take_snapshot,
+)
+from ndmptools.state.db import default_state_dir
 from ndmptools.state.history import DumpRecord, History
 
 
@@ -49,6 +58,7 @@ class DumpResult:
     medium: str
     stats: RunStats
     recorded: bool = False
+    snapshot: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -57,6 +67,7 @@ class DumpResult:
             "date": self.date,
             "base_date": self.base_date,
             "recorded": self.recorded,
+            "snapshot": self.snapshot,
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -168,15 +179,20 @@ def _choose_base(
 
 
 def run_dump(
-    options: DumpOptions, open_output: Callable[[], Medium], run: RunContext, history: History | None = None
+    options: DumpOptions,
+    open_output: Callable[[], Medium],
+    run: RunContext,
+    history: History | None = None,
+    provider: Provider | None = None,
 ) -> DumpResult:
-    """Dump ``options.path`` to the medium ``open_output`` opens.
+    """Dump ``options.path``, from a snapshot, to the medium ``open_output`` opens.
 
     The medium is opened only once the source has been checked and mapped, so
     a dump that cannot start creates nothing; one that fails later has its
     output discarded by the medium (a file never looks complete). With a
     history, a completed dump is recorded as a possible base (unless
-    ``options.update`` is off); one that does not complete never is.
+    ``options.update`` is off); one that does not complete never is. The
+    snapshot this dump makes is removed whatever happens.
     """
     if not 0 <= options.level <= MAX_LEVEL:
         raise UsageError(f"dump levels are 0 to {MAX_LEVEL}")
@@ -190,11 +206,44 @@ def run_dump(
     base_numbers = history.inode_numbers(base.id) if base is not None else None
     if base is not None and base_numbers is None:
         raise ChainError(f"the base dump of {source} (#{base.id}) has no inode map: a level 0 is needed")
+    provider = provider or choose_provider(fs, source, options.snapshot_provider)
+    if options.snapshot:
+        snapshot = provider.existing(source, fs, options.snapshot)
+    else:
+        names = SnapshotNames(options.state_dir or default_state_dir())
+        snapshot = take_snapshot(provider, source, fs, names, dump_clock_ns)
+    try:
+        if snapshot.live:
+            why = (
+                "forced"
+                if options.snapshot_provider == "none"
+                else f"{fs.fstype if fs else '?'} has no snapshots"
+            )
+            run.note(f"dumping the live tree of {source} ({why}): changes made meanwhile are reported")
+        if base is not None and snapshot.created_ns < base.dump_date_ns:
+            raise ChainError(
+                f"the snapshot {snapshot.name} is older than the base dump of "
+                f"{_when(base.dump_date)}: it cannot be a level-{level} dump on it"
+            )
+        return _dump_snapshot(
+            options, open_output, run, history, source, fs, level, base, base_numbers, snapshot
+        )
+    finally:
+        try:
+            release_snapshot(provider, snapshot)
+        except SnapshotError as err:
+            run.warn(f"{err.message}: remove it by hand")
+
+
+def _dump_snapshot(
+    options, open_output, run, history, source, fs, level, base, base_numbers, snapshot: Snapshot
+) -> DumpResult:
+    """Passes I-IV of one dump from ``snapshot``, recorded in the history when it completes."""
     record = options.update and history is not None and fs is not None
     if record and history.db.newer_schema:
         run.warn(f"not recorded: the dump history in {history.db.path} was written by a newer ndmptools")
         record = False
-    dump_date_ns = dump_clock_ns()  # the tree is read from now on: later changes belong to the next dump
+    dump_date_ns = snapshot.created_ns  # its tree is frozen then: later changes belong to the next dump
     dump_date = dump_date_ns // 1_000_000_000
     label = options.label or (fs.label if fs and fs.label else "none")
     host = socket.gethostname()
@@ -223,7 +272,7 @@ def run_dump(
         )
     try:
         since = Base(base.dump_date_ns, base_numbers, base.maxino or 0) if base is not None else None
-        tree = map_tree(os.fsencode(source), run, since)
+        tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root)
         with open_output() as medium:
             _check_record_size(options.blocking_factor, medium)
             writer = RecordWriter(
@@ -238,7 +287,7 @@ def run_dump(
                 ),
                 description=f"the dump of {source} taken {_when(dump_date)}",
             )
-            dumper = DumpWriter(tree, writer, packer, run)
+            dumper = DumpWriter(tree, writer, packer, run, live=snapshot.live)
             run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
             dumper.write_volume_start()
             dumper.write_directories()
@@ -263,6 +312,7 @@ def run_dump(
             medium=medium.name,
             stats=run.stats,
             recorded=record_id is not None,
+            snapshot=snapshot.name,
         )
         if record_id is not None:
             history.complete(

@@ -86,7 +86,9 @@ def _estimate_file_blocks(st: os.stat_result) -> int:
     return 1 + data_blocks + address_headers
 
 
-def map_tree(root: bytes, run: RunContext, base: Base | None = None) -> TreeMap:
+def map_tree(
+    root: bytes, run: RunContext, base: Base | None = None, exclude_at_root: tuple[bytes, ...] = ()
+) -> TreeMap:
     """Walk ``root`` (a resolved path) and number everything under it on its file system.
 
     A level 0 numbers every inode afresh, in walk order. An incremental keeps
@@ -123,6 +125,8 @@ def map_tree(root: bytes, run: RunContext, base: Base | None = None) -> TreeMap:
         tree.directories.append(node)
         entries = [(node.ino, DT_DIR, b"."), (node.parent_ino, DT_DIR, b"..")]
         for name, st in _read_directory(node, run):
+            if index == 0 and name in exclude_at_root:
+                continue  # the snapshots themselves, in the snapshot
             is_dir = stat.S_ISDIR(st.st_mode)
             if not is_dir and st.st_dev != device:
                 continue  # a file bind-mounted from another file system: not ours to dump

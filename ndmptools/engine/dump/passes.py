@@ -28,13 +28,16 @@ _PRESENT = b"\x01" * TP_NINDIR
 class DumpWriter:
     """Writes one dump of a mapped tree."""
 
-    def __init__(self, tree: TreeMap, writer: RecordWriter, packer: HeaderPacker, run: RunContext) -> None:
+    def __init__(
+        self, tree: TreeMap, writer: RecordWriter, packer: HeaderPacker, run: RunContext, live: bool = False
+    ) -> None:
         self.tree = tree
         self.writer = writer
         self.packer = packer
         self.run = run
         self._open_flags = _OPEN_FILE | _O_NOATIME
         self.inodes_written = 0
+        self.live = live  # the live tree, not a snapshot: changes during the dump are reported
 
     # -- volume start and maps ------------------------------------------------
 
@@ -180,6 +183,10 @@ class DumpWriter:
             self._check_times(node, name, info)
             extents = _data_extents(fd, st)
             shortfall = self._write_file(ino, info, fd, extents)
+            if self.live and not shortfall and _changed(st, os.fstat(fd)):
+                self.run.warn(
+                    f"{os.fsdecode(os.path.join(node.path, name))} changed while it was being dumped"
+                )
             if shortfall:
                 self.run.warn(
                     f"{os.fsdecode(os.path.join(node.path, name))} shrank while being dumped; "
@@ -247,9 +254,25 @@ class DumpWriter:
         self.run.reporter.advance(TP_BSIZE + len(view))
 
     def finish(self) -> None:
-        """TS_END blocks to the end of the last record."""
+        """TS_END blocks to the end of the last record (and, from a live tree, what moved meanwhile)."""
+        if self.live:
+            for node in self.tree.directories:
+                try:
+                    now = os.stat(node.path, follow_symlinks=False).st_mtime_ns
+                except OSError:
+                    now = None
+                if now != node.info.mtime_ns and not node.mount_point:
+                    self.run.warn(f"directory {os.fsdecode(node.path)} changed while it was being dumped")
         end_ino = self.tree.maxino - 1
         self.writer.finish(lambda tapea: self.packer.end_header(tapea, end_ino))
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    )
 
 
 def _data_extents(fd: int, st: os.stat_result) -> list[tuple[int, int]]:
