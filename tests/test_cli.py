@@ -36,7 +36,8 @@ def test_help_lists_commands_and_exit_codes(ndmptools):
 def test_summary_line_and_quiet(tmp_path, ndmptools, small_tree):
     done = ndmptools.ok("dump", "-f", str(tmp_path / "d"), small_tree)
     assert done.stdout == b""
-    line = _one_error_line(done.stderr)
+    note, line = done.stderr.decode().strip().splitlines()  # ext4 has no snapshots: the live tree is read
+    assert note.startswith("ndmptools: note: dumping the live tree of")
     assert line.startswith("dump: ") and " entries, " in line and " s (" in line and "MiB/s)" in line
     assert ndmptools.ok("dump", "-q", "-f", str(tmp_path / "d"), small_tree).stderr == b""
     done = ndmptools.ok("-q", "restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))

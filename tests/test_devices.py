@@ -74,7 +74,7 @@ def test_auto_and_device_pick_the_drive_by_its_serial(small_tree):
     for args in (["-f", "auto"], ["--device", "1097000123", "-f", "auto"]):
         done = _under_umockdev("dump", *args, small_tree)
         assert done.returncode == 5
-        assert done.stderr.strip().startswith("ndmptools: error: /dev/nst0:"), done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("ndmptools: error: /dev/nst0:"), done.stderr
     done = _under_umockdev("dump", "--device", "0000", "-f", "auto", small_tree)
     assert done.returncode == 5
     assert "no tape drive with serial 0000 (drives found: 1097000123)" in done.stderr
