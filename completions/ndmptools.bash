@@ -42,7 +42,7 @@ _ndmptools() {
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools devices/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
-            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
+            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--snapshot' | 'ndmptools dump/--snapshot-provider' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-C' | 'ndmptools restore/--target' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
@@ -56,6 +56,7 @@ _ndmptools() {
             'ndmptools chain show/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools devices/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools dump/-f' | 'ndmptools dump/--file') _ndmptools_paths -f "$cur" ;;
+            'ndmptools dump/--snapshot-provider') _ndmptools_offer "$cur" auto btrfs lvm zfs none ;;
             'ndmptools dump/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools restore/-C' | 'ndmptools restore/--target') _ndmptools_paths -d "$cur" ;;
@@ -69,7 +70,7 @@ _ndmptools() {
         'ndmptools chain plan/-'*) _ndmptools_offer "$cur" --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools chain show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --snapshot --snapshot-provider --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools/'*) _ndmptools_offer "$cur" chain devices dump restore ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" plan show ;;

@@ -32,7 +32,7 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools devices/--state-dir'
                 set skip 1
-            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
+            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
                 set skip 1
             case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-C' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
@@ -95,6 +95,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'capacity' -x -d 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'append' -d 'Tapes: write after the last dump instead of from the start.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-update' -d 'Record nothing in the dump history: this dump will be no base (UPDATE=N).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'auto-baseline' -d 'Take a level 0 when an incremental has no usable base, instead of failing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot' -x -d 'Dump from this existing snapshot (kept) instead of taking snapshot_for_backup.N (removed).'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot PATH; auto picks from its file system, none dumps it live.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print the result as JSON on standard output.'
