@@ -131,4 +131,57 @@ def _go_to_file(medium: Medium, number: int) -> None:
         raise MediaError(f"{err.message}: --file-number {number} needs a tape") from None
 
 
-__all__ = ["MediaRequest", "Medium", "describe_spec", "open_medium", "open_path"]
+def seal_volume(info: dict) -> None:
+    """Finish a volume a dump left at a checkpoint (``Medium.checkpoint``), ending it there.
+
+    A file is cut back to the checkpoint and renamed into place; a cartridge
+    gets its filemark there. Sealing twice does no harm. A tape or a stream
+    stays as it is: a restore skips what its next volume repeats.
+    """
+    kind = info.get("kind")
+    if kind == "file":
+        temp, final = info["temp"], info["final"]
+        if os.path.exists(temp):
+            try:
+                os.truncate(temp, info["bytes"])
+                fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(temp, final)
+            except OSError as err:
+                raise MediaError(f"cannot finish {final}: {err.strerror}") from err
+        elif not os.path.exists(final):
+            raise MediaError(f"{final}, a volume of this dump, is gone (neither it nor {temp} exists)")
+    elif kind == "vtape":
+        from ndmptools.media.vtape import seal_tap
+
+        seal_tap(info["path"], info["offset"])
+
+
+def discard_volume(info: dict) -> None:
+    """Undo a volume begun after the last checkpoint: it holds nothing a restart keeps."""
+    kind = info.get("kind")
+    if kind == "file":
+        try:
+            os.unlink(info["temp"])
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise MediaError(f"cannot remove {info['temp']}: {err.strerror}") from err
+    elif kind == "vtape":
+        from ndmptools.media.vtape import blank_from
+
+        blank_from(info["path"], info["offset"])
+
+
+__all__ = [
+    "MediaRequest",
+    "Medium",
+    "describe_spec",
+    "discard_volume",
+    "open_medium",
+    "open_path",
+    "seal_volume",
+]

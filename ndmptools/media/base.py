@@ -153,6 +153,18 @@ class MediumBase:
     def abort(self) -> None:
         self.close()
 
+    def checkpoint(self) -> dict:
+        """Make what was written durable, and say how to find its end again.
+
+        A restartable dump stores the answer; its restart seals the volume
+        there (``ndmptools.media.seal_volume``). A stream has nothing to seal.
+        """
+        return {"kind": "stream", "name": self.name}
+
+    def suspend(self) -> None:
+        """Stop writing but keep what was written: the volume waits for a restart."""
+        self.close()
+
     def __enter__(self):
         return self
 

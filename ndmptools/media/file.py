@@ -213,6 +213,25 @@ class FileMedium(MediumBase):
             self._discard()
             raise MediaError(f"cannot finish {self.name}: {_describe(err)}") from err
 
+    def checkpoint(self) -> dict:
+        if self._temp_path is None:
+            return {"kind": "stream", "name": self.name}
+        try:
+            os.fsync(self._fd)
+            written = os.lseek(self._fd, 0, os.SEEK_CUR)
+        except OSError as err:
+            raise MediaError(f"cannot write {self.name}: {_describe(err)}") from err
+        return {"kind": "file", "temp": self._temp_path, "final": self._final_path, "bytes": written}
+
+    def suspend(self) -> None:
+        """Close, keeping the unfinished file under its temporary name for the restart."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_fd or self._temp_path is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
     def abort(self) -> None:
         if self._closed:
             return

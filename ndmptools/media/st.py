@@ -297,6 +297,10 @@ class ScsiTape(MediumBase):
                         break
                     time.sleep(2)
 
+    def checkpoint(self) -> dict:
+        self._op(MTWEOF, 0)  # no filemark: the drive writes out what it buffers
+        return {"kind": "tape", "name": self.path}
+
     def close(self) -> None:
         # Closing a drive written to makes the st driver write the final filemark.
         self._release()

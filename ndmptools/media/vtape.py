@@ -234,6 +234,45 @@ class VirtualTape(MediumBase):
         # What was written stays, as on a real tape; the end of data goes after it.
         self.close()
 
+    def checkpoint(self) -> dict:
+        try:
+            os.fsync(self._fd)
+        except OSError as err:
+            raise MediaError(f"cannot write {self.name}: {err.strerror}") from err
+        return {"kind": "vtape", "path": os.path.abspath(self.path), "offset": self._offset}
+
+
+def _rewrite_end(path: str, offset: int, ending: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if offset == 0:
+            return  # nothing was ever written there
+        raise MediaError(f"the virtual tape {path} is gone") from None
+    except OSError as err:
+        raise MediaError(f"cannot open virtual tape {path}: {err.strerror}") from err
+    try:
+        os.ftruncate(fd, offset)
+        os.pwrite(fd, ending, offset)
+        os.fsync(fd)
+    except OSError as err:
+        raise MediaError(f"cannot write {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+
+
+def blank_from(path: str, offset: int) -> None:
+    """Erase a cartridge from ``offset`` on (a volume begun and never checkpointed)."""
+    _rewrite_end(path, offset, _WORD.pack(END_OF_MEDIUM))
+
+
+def seal_tap(path: str, offset: int) -> None:
+    """End a cartridge's data at ``offset``, after a record: a filemark, then the end of medium.
+
+    What a dump wrote there after its last checkpoint goes; its restart writes it again.
+    """
+    _rewrite_end(path, offset, _WORD.pack(TAPE_MARK) + _WORD.pack(END_OF_MEDIUM))
+
 
 class SingleTape(VirtualTape):
     """A lone .tap file: at its end the operator names the next one, if there is a prompt."""
@@ -360,3 +399,6 @@ class VirtualLibrary(MediumBase):
 
     def close(self) -> None:
         self.tape.close()
+
+    def checkpoint(self) -> dict:
+        return self.tape.checkpoint()

@@ -59,6 +59,22 @@ MIGRATIONS: list[str] = [
         updated REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE contexts (
+        id TEXT PRIMARY KEY,             -- a UUID
+        host TEXT NOT NULL,
+        dump_id INTEGER REFERENCES dumps(id),
+        dumped_path TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        status TEXT NOT NULL,            -- running, interrupted
+        reason TEXT,                     -- why it stopped
+        spec TEXT NOT NULL,              -- JSON: what rebuilds the dump's stream
+        checkpoint TEXT,                 -- JSON: the last checkpoint
+        pending TEXT                     -- JSON: a volume begun after it, undone by a restart
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -85,15 +101,25 @@ class StateDB:
         except OSError as err:
             raise StateError(f"cannot use the state directory {self.state_dir}: {err.strerror}") from None
         self.path = os.path.join(self.state_dir, DB_NAME)
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_SECONDS, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.version = self._migrate()
-        except sqlite3.DatabaseError as err:
-            raise StateError(f"cannot use the dump history in {self.path}: {err}") from None
+        # Two processes opening a new database at once: the switch to WAL can answer "locked"
+        # without waiting for the other, so the opening is tried again for a while.
+        for attempt in range(20):
+            try:
+                wait = self.BUSY_TIMEOUT_SECONDS
+                self.conn = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
+                self.conn.row_factory = sqlite3.Row
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.version = self._migrate()
+                break
+            except sqlite3.OperationalError as err:
+                self.conn.close()
+                if "locked" not in str(err) or attempt == 19:
+                    raise StateError(f"cannot use the dump history in {self.path}: {err}") from None
+                time.sleep(0.05 * (attempt + 1))
+            except sqlite3.DatabaseError as err:
+                raise StateError(f"cannot use the dump history in {self.path}: {err}") from None
 
     @property
     def newer_schema(self) -> bool:

@@ -210,19 +210,44 @@ class History:
     def fail(self, dump_id: int) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE dumps SET status = 'failed', finished = ? WHERE id = ? AND status = 'running'",
+                "UPDATE dumps SET status = 'failed', finished = ? WHERE id = ? "
+                "AND status IN ('running', 'interrupted')",
                 (time.time(), dump_id),
             )
 
+    def interrupt(self, dump_id: int) -> None:
+        """Stopped in pass IV with a restartable context: no base until a restart completes it."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE dumps SET status = 'interrupted', pid = NULL WHERE id = ? AND status = 'running'",
+                (dump_id,),
+            )
+
+    def resume(self, dump_id: int) -> None:
+        """A restart of an interrupted dump runs in this process."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE dumps SET status = 'running', pid = ?, started = ? WHERE id = ?",
+                (os.getpid(), time.time(), dump_id),
+            )
+
     def reap(self) -> None:
-        """Dumps of this host left 'running' by a process that is gone (killed, power loss) failed."""
+        """Dumps of this host left 'running' by a process that is gone (killed, power loss).
+
+        One a restartable context holds is interrupted; any other failed.
+        """
         host = socket.gethostname()
         rows = self.db.conn.execute(
-            "SELECT id, pid, started FROM dumps WHERE status = 'running' AND host = ?", (host,)
+            "SELECT id, pid, started, EXISTS (SELECT 1 FROM contexts WHERE contexts.dump_id = dumps.id) "
+            "AS held FROM dumps WHERE status = 'running' AND host = ?",
+            (host,),
         ).fetchall()
         for row in rows:
             if row["pid"] and not _alive(row["pid"], row["started"]):
-                self.fail(row["id"])
+                if row["held"]:
+                    self.interrupt(row["id"])
+                else:
+                    self.fail(row["id"])
 
     def get(self, dump_id: int) -> DumpRecord | None:
         row = self.db.conn.execute("SELECT * FROM dumps WHERE id = ?", (dump_id,)).fetchone()
