@@ -307,6 +307,9 @@ def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
     )
 
 
+_PACKER_FIELDS = ("date", "ddate", "level", "label", "filesys", "dev", "host", "ntrec", "volume")
+
+
 class HeaderPacker:
     """Packs the headers of one dump: the fields every header shares are set once."""
 
@@ -334,6 +337,10 @@ class HeaderPacker:
             host=host,
             ntrec=ntrec,
         )
+
+    def fields(self) -> dict:
+        """The shared fields, as the constructor takes them (a restart packs the same headers)."""
+        return {k: v for k, v in self._common.items() if k in _PACKER_FIELDS}
 
     def volume_header(
         self,

@@ -29,6 +29,16 @@ class SplitPoint:
     continued_blocks: int  # c_count: that inode's data blocks before the next header
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a restart picks up: the stream is rebuilt from ``start_tapea`` and written from ``blocks``."""
+
+    start_tapea: int  # c_tapea of the header the rebuild starts with
+    blocks: int  # the blocks already on media: the restart's volume header takes this number
+    volume: int  # the last volume with blocks on media; the restart writes the next
+    phantoms: tuple[int, ...] = ()  # c_tapea of volume headers the interrupted run wrote
+
+
 class RecordWriter:
     """Collects blocks into records of ``blocking_factor`` KiB, one write per record.
 
@@ -38,6 +48,10 @@ class RecordWriter:
     makes; a refused record is written again after that header. To say which
     inode a volume starts in the middle of, the writer is told of every header
     (``write_header``) and counts the data blocks that follow it.
+
+    A restart (``resume``) rebuilds the stream from an earlier inode and
+    counts, without writing, every block the interrupted run put on media
+    up to its checkpoint; the first block it has to write starts a volume.
     """
 
     def __init__(
@@ -47,6 +61,7 @@ class RecordWriter:
         *,
         volume_header: Callable[[SplitPoint], bytes] | None = None,
         description: str = "the dump",
+        resume: Resume | None = None,
     ) -> None:
         self.medium = medium
         self.record_size = blocking_factor * TP_BSIZE
@@ -63,6 +78,40 @@ class RecordWriter:
         # the same at the start of the record in the buffer, for a record the medium refuses.
         self._state: tuple[int, InodeInfo | None, int] = (0, None, 0)
         self._record_start_state = self._state
+        self.on_record: Callable[[], None] | None = None  # after each record the medium took
+        self.on_volume: Callable[[], None] | None = None  # when a volume begins, before its header
+        self.volume_starts: list[int] = []  # c_tapea of each continuation volume's TS_TAPE
+        self._marks: list[tuple[int, dict]] = [(0, {"kind": "start"})]
+        self._skip_to = 0
+        self._phantoms: list[int] = []
+        if resume is not None:
+            self.blocks_written = resume.start_tapea
+            self.volume = resume.volume
+            self.volume_starts = list(resume.phantoms)
+            self._phantoms = sorted(p for p in resume.phantoms if p >= resume.start_tapea)
+            self._skip_to = resume.blocks
+            self._marks = []
+            self.locations = []
+            self._skip_phantoms()
+            if self.blocks_written >= self._skip_to:
+                self._begin_restart_volume()
+
+    @property
+    def durable_blocks(self) -> int:
+        """Blocks the medium has been handed, in whole records."""
+        return self.blocks_written - self._fill // TP_BSIZE
+
+    def mark(self, resume: dict) -> None:
+        """Where a restart can rebuild the stream from: the header about to be written."""
+        self._marks.append((self.blocks_written, resume))
+
+    def resume_point(self) -> tuple[int, dict]:
+        """(c_tapea, what) of the last mark at or before the durable end of the stream."""
+        end = self.durable_blocks
+        for tapea, what in reversed(self._marks):
+            if tapea <= end:
+                return tapea, what
+        return 0, {"kind": "start"}
 
     @property
     def bytes_written(self) -> int:
@@ -70,6 +119,10 @@ class RecordWriter:
 
     def write_header(self, block: bytes, inumber: int, inode: InodeInfo | None, data_blocks: int) -> None:
         """A header block, followed by ``data_blocks`` data blocks (written with the other methods)."""
+        if self.blocks_written < self._skip_to:
+            self._state = (inumber, inode, data_blocks)
+            self._skip(1, counts_as_data=False)
+            return
         if self._fill == 0:
             self._record_start_state = self._state
         self._state = (inumber, inode, data_blocks)
@@ -80,6 +133,9 @@ class RecordWriter:
         view = memoryview(data)
         if len(view) % TP_BSIZE:
             raise ValueError("data must be whole tape blocks")
+        if self.blocks_written < self._skip_to:
+            skipped = self._skip(len(view) // TP_BSIZE, counts_as_data=True)
+            view = view[skipped * TP_BSIZE :]
         self._append(view, counts_as_data=True)
 
     def _append(self, view: memoryview, counts_as_data: bool) -> None:
@@ -102,6 +158,43 @@ class RecordWriter:
         if self._fill == self.record_size:
             self._flush()
 
+    def _skip(self, blocks: int, counts_as_data: bool) -> int:
+        """Count up to ``blocks`` blocks the interrupted run wrote already; returns how many."""
+        done = 0
+        while done < blocks and self.blocks_written < self._skip_to:
+            self._skip_phantoms()
+            step = min(blocks - done, self._skip_to - self.blocks_written)
+            if self._phantoms:
+                step = min(step, self._phantoms[0] - self.blocks_written)
+            self.blocks_written += step
+            done += step
+            self._skip_phantoms()
+        if counts_as_data:
+            inumber, inode, left = self._state
+            self._state = (inumber, inode, max(0, left - done))
+        if self.blocks_written >= self._skip_to:
+            self._begin_restart_volume()
+        return done
+
+    def _skip_phantoms(self) -> None:
+        """A volume header the interrupted run wrote here took a block number of its own."""
+        while self._phantoms and self._phantoms[0] == self.blocks_written:
+            self.blocks_written += 1
+            self._phantoms.pop(0)
+
+    def _begin_restart_volume(self) -> None:
+        self._skip_to = 0
+        self._phantoms = []
+        self.volume += 1
+        self.locations.append(self.medium.location())
+        if self.on_volume is not None:
+            self.on_volume()
+        inumber, inode, left = self._state
+        split = SplitPoint(self.volume, self.blocks_written, inumber, inode, left)
+        self.volume_starts.append(split.tapea)
+        self._record_start_state = self._state
+        self._append(memoryview(self.volume_header(split)), counts_as_data=False)
+
     def write_file_data(self, fd: int, offset: int, length: int) -> int:
         """Copy ``length`` bytes of ``fd`` from ``offset`` straight into records.
 
@@ -111,6 +204,12 @@ class RecordWriter:
         """
         padded = -(-length // TP_BSIZE) * TP_BSIZE
         got_total = 0
+        if self.blocks_written < self._skip_to:  # a restart: on media already
+            skipped = self._skip(padded // TP_BSIZE, counts_as_data=True) * TP_BSIZE
+            padded -= skipped
+            offset += skipped
+            got_total = min(skipped, length)
+            length -= got_total
         remaining = padded
         file_left = length
         while remaining:
@@ -139,7 +238,7 @@ class RecordWriter:
         """Fill the last record with end blocks (at least one); ``make_end_block(tapea)``."""
         while True:
             self.write_header(make_end_block(self.blocks_written), 0, None, 0)
-            if self._fill == 0:
+            if self._fill == 0 and not self._skip_to:
                 break
 
     def _flush(self) -> None:
@@ -149,13 +248,27 @@ class RecordWriter:
             refused = bytes(self._view)
             self._fill = 0
             self.blocks_written -= len(refused) // TP_BSIZE
+            moved = self.blocks_written  # marks from here on move one block down the new volume
+            self._marks = [(t + 1 if t >= moved else t, what) for t, what in self._marks]
             self._start_next_volume(self._record_start_state)
             self._replay(refused)
             return
         self._fill = 0
         self.records_written += 1
+        if len(self._marks) > 64:
+            self._trim_marks()
+        if self.on_record is not None:
+            self.on_record()
         if self.medium.early_warning:
             self._start_next_volume(self._state)
+
+    def _trim_marks(self) -> None:
+        end = self.durable_blocks
+        keep = 0
+        for i, (tapea, _) in enumerate(self._marks):
+            if tapea <= end:
+                keep = i
+        del self._marks[:keep]
 
     def _start_next_volume(self, state: tuple[int, InodeInfo | None, int]) -> None:
         if self.volume_header is None:
@@ -168,8 +281,11 @@ class RecordWriter:
             )
         self.volume += 1
         self.locations.append(self.medium.location())
+        if self.on_volume is not None:
+            self.on_volume()
         inumber, inode, left = state
         split = SplitPoint(self.volume, self.blocks_written, inumber, inode, left)
+        self.volume_starts.append(split.tapea)
         self._record_start_state = state
         self._append(memoryview(self.volume_header(split)), counts_as_data=False)
 
