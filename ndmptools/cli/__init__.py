@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -10,6 +11,7 @@ import click
 from ndmptools import __version__
 from ndmptools.cli.chain_cmd import chain
 from ndmptools.cli.common import output_options
+from ndmptools.cli.contexts_cmd import contexts
 from ndmptools.cli.devices_cmd import devices
 from ndmptools.cli.dump_cmd import dump
 from ndmptools.cli.output import App, OutputClosed
@@ -30,13 +32,20 @@ def cli() -> None:
 
 cli.add_command(dump)
 cli.add_command(restore)
+cli.add_command(contexts)
 cli.add_command(chain)
 cli.add_command(devices)
+
+
+def _terminated(signum: int, frame) -> None:
+    """SIGTERM ends a run as SIGINT does: what can be kept is kept (a restartable context)."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and turn whatever happens into one line on stderr and an exit code."""
     app = App()
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         result = cli.main(args=argv, prog_name="ndmptools", obj=app, standalone_mode=False)
         code = result if isinstance(result, int) else 0

@@ -89,12 +89,26 @@ class SizeType(click.ParamType):
     show_default=True,
     help="How to snapshot PATH; auto picks from its file system, none dumps it live.",
 )
+@click.option(
+    "--restart",
+    metavar="ID",
+    help="Go on with the interrupted dump of this context (see `ndmptools contexts`), "
+    "as its next volume on MEDIA; PATH and the dump options come from the context.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(0, 3600),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often pass IV records how far it is, for a restart; 0 after every record.",
+)
 @media_options
-@click.argument("path", type=click.Path(file_okay=True, dir_okay=True))
+@click.argument("path", required=False, type=click.Path(file_okay=True, dir_okay=True))
 @output_options
-@click.pass_obj
+@click.pass_context
 def dump(
-    app: App,
+    ctx: click.Context,
     level: int,
     file: str,
     blocking_factor: int,
@@ -105,9 +119,11 @@ def dump(
     auto_baseline: bool,
     snapshot: str | None,
     snapshot_provider: str,
+    restart: str | None,
+    checkpoint_interval: float,
     device: str | None,
     no_prompt: bool,
-    path: str,
+    path: str | None,
 ) -> int:
     """Back up PATH (a file system, a subtree or a single file) to MEDIA.
 
@@ -121,6 +137,9 @@ def dump(
     a lower level (its base); `ndmptools chain show PATH` lists them.
     At the end of a tape the dump goes on to the next volume: the next
     cartridge of a library, or the next tape the operator loads.
+    A dump stopped while writing files (a signal, a media error, a crash)
+    keeps a context and its snapshot: --restart ID goes on from its last
+    checkpoint onto a new volume, and `ndmptools contexts` lists them.
 
     \b
     Examples:
@@ -130,9 +149,22 @@ def dump(
       ndmptools dump -f /dev/nst0 -b 256 --append /srv
       ndmptools dump -f vtape:/backup/lib --capacity 400M /home
       ndmptools dump -f - -b 128 /srv | ssh vault 'cat > srv.dump'
+      ndmptools dump --restart 330e6739 -f /backup/home.dump.2
     """
+    app: App = ctx.obj
+    if restart is not None:
+        given = [
+            name
+            for name in ("level", "blocking_factor", "label", "snapshot", "snapshot_provider", "append")
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if path is not None or given:
+            what = "PATH" if path is not None else "--" + given[0].replace("_", "-")
+            raise click.UsageError(f"--restart takes the dump's {what} from its context: leave it out")
+    elif path is None:
+        raise click.UsageError("Missing argument 'PATH'.")
     options = DumpOptions(
-        path=path,
+        path=path or "",
         file=file,
         level=level,
         blocking_factor=blocking_factor,
@@ -146,6 +178,8 @@ def dump(
         snapshot=snapshot,
         snapshot_provider=snapshot_provider,
         state_dir=app.state_dir,
+        restart=restart,
+        checkpoint_interval=checkpoint_interval,
     )
     result = run_dump(options, app)
     return finish(app, "dump", result.stats, result.as_dict())
@@ -160,12 +194,20 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
         raise UsageError("--json cannot share standard output with the dump (-f -)")
     if options.label is not None and len(options.label.encode()) > 15:
         raise UsageError("a label is at most 15 bytes")
+    from ndmptools.state.contexts import ContextStore
+
     request = media_request(options, "w")
-    history = open_history(app) if options.update or options.level > 0 else None
+    history = open_history(app)  # the dump history, and the contexts of restartable dumps
+    contexts = ContextStore(history.db)
     reporter = ConsoleReporter(app)
     run = RunContext(reporter)
     try:
-        return engine_dump(options, lambda: open_medium(request), run, history)
+        if options.restart is not None:
+            from ndmptools.engine.dump.restart import run_restart
+
+            return run_restart(options, lambda: open_medium(request), run, history, contexts)
+        recorded = history if options.update or options.level > 0 else None
+        return engine_dump(options, lambda: open_medium(request), run, recorded, contexts=contexts)
     finally:
         reporter.close()
         if history is not None:

@@ -25,6 +25,8 @@ class DumpOptions:
     snapshot: str | None = None  # dump from this existing snapshot; None: make one
     snapshot_provider: str = "auto"  # btrfs, lvm, zfs, none, or auto: from the file system
     state_dir: str | None = None  # where the snapshot counter (and history) live; None: the default
+    restart: str | None = None  # the context of an interrupted dump to go on with
+    checkpoint_interval: float = 5.0  # seconds of pass IV between checkpoints of a restartable dump
 
 
 @dataclass(frozen=True)

@@ -126,9 +126,9 @@ def take_snapshot(
     raise SnapshotError("no free snapshot_for_backup.N name after 1000 tries")
 
 
-def release_snapshot(provider: Provider, snapshot: Snapshot) -> None:
-    """Remove a snapshot this dump made; unmount one it only used (LVM)."""
-    if snapshot.owned:
+def release_snapshot(provider: Provider, snapshot: Snapshot, keep: bool = False) -> None:
+    """Remove a snapshot this dump made; unmount one it only used (LVM) or keeps for a restart."""
+    if snapshot.owned and not keep:
         provider.delete(snapshot)
     elif hasattr(provider, "release"):
         provider.release(snapshot)

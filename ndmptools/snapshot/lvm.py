@@ -116,8 +116,8 @@ class LvmProvider:
 
     def release(self, snapshot: Snapshot) -> None:
         """Unmount a snapshot that stays (a user's): what this dump mounted, it unmounts."""
-        mount_point = snapshot.handle.get("mount_point")
-        if mount_point:
+        mount_point = snapshot.handle.pop("mount_point", None)
+        if mount_point:  # mounted by this process (a context keeps no mount point)
             check(self.commands.run(["umount", mount_point]), f"unmounting {mount_point}")
             with contextlib.suppress(OSError):
                 os.rmdir(mount_point)

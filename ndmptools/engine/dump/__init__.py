@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ndmptools.engine.dump.checkpoint import snapshot_to_dict, tree_digest
+from ndmptools.engine.dump.context import ContextSession, reap_abandoned
 from ndmptools.engine.dump.mapping import Base, map_tree
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
@@ -32,6 +34,7 @@ from ndmptools.snapshot import (
     release_snapshot,
     take_snapshot,
 )
+from ndmptools.state.contexts import ContextStore
 from ndmptools.state.db import default_state_dir
 from ndmptools.state.history import DumpRecord, History
 
@@ -59,6 +62,7 @@ class DumpResult:
     stats: RunStats
     recorded: bool = False
     snapshot: str = ""
+    restarted: str | None = None  # the context this run restarted
 
     def as_dict(self) -> dict:
         return {
@@ -68,6 +72,7 @@ class DumpResult:
             "base_date": self.base_date,
             "recorded": self.recorded,
             "snapshot": self.snapshot,
+            "restarted": self.restarted,
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -123,6 +128,45 @@ def dump_clock_ns() -> int:
         return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
     except OSError:
         return time.time_ns() - 20_000_000  # a tick's worth of margin, and then some
+
+
+def make_writer(
+    medium: Medium, packer: HeaderPacker, blocking_factor: int, source: str, dump_date: int, resume=None
+) -> RecordWriter:
+    """The record writer of one dump, whose volumes start with the TS_TAPE headers ``packer`` makes."""
+    return RecordWriter(
+        medium,
+        blocking_factor,
+        volume_header=lambda split: packer.volume_header(
+            split.tapea,
+            volume=split.volume,
+            inumber=split.inumber,
+            inode=split.inode,
+            continued_blocks=split.continued_blocks,
+        ),
+        description=f"the dump of {source} taken {_when(dump_date)}",
+        resume=resume,
+    )
+
+
+def media_record(locations: list[dict]) -> dict:
+    """Where a dump is, for the history: its first volume's place and every volume."""
+    return {
+        "spec": locations[0]["spec"],
+        "file_number": locations[0]["file_number"],
+        "volumes": [loc["spec"] for loc in locations],
+    }
+
+
+def packer_fields(packer: HeaderPacker) -> dict:
+    """The header fields of a dump, as JSON can keep them for its restart."""
+    return {k: v.hex() if isinstance(v, bytes) else v for k, v in packer.fields().items()}
+
+
+def packer_from_fields(fields: dict) -> HeaderPacker:
+    return HeaderPacker(
+        **{k: bytes.fromhex(v) if k in ("label", "filesys", "dev", "host") else v for k, v in fields.items()}
+    )
 
 
 def _when(date: int) -> str:
@@ -184,6 +228,7 @@ def run_dump(
     run: RunContext,
     history: History | None = None,
     provider: Provider | None = None,
+    contexts: ContextStore | None = None,
 ) -> DumpResult:
     """Dump ``options.path``, from a snapshot, to the medium ``open_output`` opens.
 
@@ -192,7 +237,9 @@ def run_dump(
     output discarded by the medium (a file never looks complete). With a
     history, a completed dump is recorded as a possible base (unless
     ``options.update`` is off); one that does not complete never is. The
-    snapshot this dump makes is removed whatever happens.
+    snapshot this dump makes is removed whatever happens, unless the dump
+    stops in pass IV with a context (``contexts``) to restart it from: then
+    the snapshot stays with the context.
     """
     if not 0 <= options.level <= MAX_LEVEL:
         raise UsageError(f"dump levels are 0 to {MAX_LEVEL}")
@@ -201,18 +248,26 @@ def run_dump(
     source = resolve_source(options.path)
     if history is not None:
         history.reap()
+    if contexts is not None and not contexts.db.newer_schema:
+        reap_abandoned(contexts, run)
+    else:
+        contexts = None
     fs = describe(source)
     level, base = _choose_base(options, source, fs, history, run)
     base_numbers = history.inode_numbers(base.id) if base is not None else None
     if base is not None and base_numbers is None:
         raise ChainError(f"the base dump of {source} (#{base.id}) has no inode map: a level 0 is needed")
     provider = provider or choose_provider(fs, source, options.snapshot_provider)
+    kept = _Kept()
     if options.snapshot:
         snapshot = provider.existing(source, fs, options.snapshot)
     else:
         names = SnapshotNames(options.state_dir or default_state_dir())
         snapshot = take_snapshot(provider, source, fs, names, dump_clock_ns)
+    session = None
     try:
+        if contexts is not None and not snapshot.live:
+            session = ContextSession.claim(contexts, source, level, snapshot)
         if snapshot.live:
             why = (
                 "forced"
@@ -226,17 +281,47 @@ def run_dump(
                 f"{_when(base.dump_date)}: it cannot be a level-{level} dump on it"
             )
         return _dump_snapshot(
-            options, open_output, run, history, source, fs, level, base, base_numbers, snapshot
+            options,
+            open_output,
+            run,
+            history,
+            source,
+            fs,
+            level,
+            base,
+            base_numbers,
+            snapshot,
+            session,
+            kept,
         )
     finally:
         try:
-            release_snapshot(provider, snapshot)
+            release_snapshot(provider, snapshot, keep=kept.snapshot)
         except SnapshotError as err:
             run.warn(f"{err.message}: remove it by hand")
+        if session is not None and not kept.snapshot:
+            session.finish()
+
+
+class _Kept:
+    """Whether an interrupted dump left a context, which keeps its snapshot."""
+
+    snapshot = False
 
 
 def _dump_snapshot(
-    options, open_output, run, history, source, fs, level, base, base_numbers, snapshot: Snapshot
+    options,
+    open_output,
+    run,
+    history,
+    source,
+    fs,
+    level,
+    base,
+    base_numbers,
+    snapshot: Snapshot,
+    session: ContextSession | None,
+    kept,
 ) -> DumpResult:
     """Passes I-IV of one dump from ``snapshot``, recorded in the history when it completes."""
     record = options.update and history is not None and fs is not None
@@ -273,26 +358,44 @@ def _dump_snapshot(
     try:
         since = Base(base.dump_date_ns, base_numbers, base.maxino or 0) if base is not None else None
         tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root)
-        with open_output() as medium:
+        medium = open_output()
+        try:
             _check_record_size(options.blocking_factor, medium)
-            writer = RecordWriter(
-                medium,
-                options.blocking_factor,
-                volume_header=lambda split: packer.volume_header(
-                    split.tapea,
-                    volume=split.volume,
-                    inumber=split.inumber,
-                    inode=split.inode,
-                    continued_blocks=split.continued_blocks,
-                ),
-                description=f"the dump of {source} taken {_when(dump_date)}",
-            )
+            writer = make_writer(medium, packer, options.blocking_factor, source, dump_date)
             dumper = DumpWriter(tree, writer, packer, run, live=snapshot.live)
             run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
             dumper.write_volume_start()
             dumper.write_directories()
+            if session is not None:
+                spec = {
+                    "source": source,
+                    "level": level,
+                    "blocking_factor": options.blocking_factor,
+                    "label": label,
+                    "header": packer_fields(packer),
+                    "dump_date_ns": dump_date_ns,
+                    "base": None
+                    if base is None
+                    else {"id": base.id, "dump_date_ns": base.dump_date_ns, "maxino": base.maxino or 0},
+                    "snapshot": snapshot_to_dict(snapshot),
+                    "volume_name": fs.identity if fs else source,
+                    "tree": {"digest": tree_digest(tree), "maxino": tree.maxino},
+                    "first_medium": medium.name,
+                    "checkpoint_interval": options.checkpoint_interval,
+                }
+                session.begin_pass_iv(spec, record_id, writer, medium)
             dumper.write_files()
             dumper.finish()
+            if session is not None:
+                session.checkpointer.stop()
+        except BaseException as err:
+            if session is not None and session.in_pass_iv:
+                kept.snapshot = True
+                session.suspend(err, run, history)
+            else:
+                medium.abort()
+            raise
+        medium.close()  # should this fail, there is nothing left to restart from: the context goes
         result = DumpResult(
             path=source,
             level=level,
@@ -317,11 +420,7 @@ def _dump_snapshot(
         if record_id is not None:
             history.complete(
                 record_id,
-                media={
-                    "spec": writer.locations[0]["spec"],
-                    "file_number": writer.locations[0]["file_number"],
-                    "volumes": [loc["spec"] for loc in writer.locations],
-                },
+                media=media_record(writer.locations),
                 counts={
                     "inodes": dumper.inodes_written,
                     "blocks": writer.blocks_written,
@@ -331,8 +430,10 @@ def _dump_snapshot(
                 maxino=tree.maxino,
                 numbers=tree.numbers(),
             )
+        if session is not None:
+            session.finish()  # complete: nothing to restart
     except BaseException:
-        if record_id is not None:
+        if record_id is not None and not kept.snapshot:
             history.fail(record_id)
         raise
     run.stats.entries = dumper.inodes_written

@@ -84,13 +84,18 @@ class DumpWriter:
 
     # -- pass IV ----------------------------------------------------------------
 
-    def write_files(self) -> None:
-        """Every non-directory, in ascending inode order: the walk's order again."""
+    def write_files(self, resume_from: int = 0) -> None:
+        """Every non-directory, in ascending inode order: the walk's order again.
+
+        Each inode's first header is marked as a place a restart can rebuild
+        the stream from; ``resume_from`` is such an inode, and the files before
+        it are left out (the order is the same every time on one snapshot).
+        """
         self.run.reporter.phase("pass IV: files")
         if self.tree.incremental:
-            self._write_changed_files()
+            self._write_changed_files(resume_from)
             return
-        last_written = ROOTINO
+        last_written = max(ROOTINO, resume_from - 1)
         for node in self.tree.directories:
             entries, _ = parse_directory(node.contents)
             pending = [e for e in entries if e.dtype != DT_DIR and e.ino > last_written]
@@ -108,15 +113,18 @@ class DumpWriter:
                     if entry.ino <= last_written:
                         continue  # a second name of a file already written
                     last_written = entry.ino
+                    self.writer.mark({"kind": "file", "ino": entry.ino})
                     self._dump_entry(node, dir_fd, entry.name, entry.ino)
             finally:
                 os.close(dir_fd)
 
-    def _write_changed_files(self) -> None:
+    def _write_changed_files(self, resume_from: int = 0) -> None:
         """An incremental's files: picked in pass I, sorted by inode, each read from its directory."""
         open_index, dir_fd = -1, -1
         try:
             for ino, index, name in self.tree.files_to_dump:
+                if ino < resume_from:
+                    continue
                 node = self.tree.directories[index]
                 if index != open_index:
                     if dir_fd >= 0:
@@ -129,6 +137,7 @@ class DumpWriter:
                         continue
                 elif dir_fd < 0:
                     continue  # its directory could not be opened: already said
+                self.writer.mark({"kind": "file", "ino": ino})
                 self._dump_entry(node, dir_fd, name, ino)
         finally:
             if dir_fd >= 0:
