@@ -24,6 +24,7 @@ from ndmptools.snapshot import SnapshotNames, choose_provider
 from ndmptools.snapshot.base import Commands
 from ndmptools.snapshot.lvm import LvmProvider
 from ndmptools.snapshot.zfs import ZfsProvider
+from tests.btrfs import btrfs_subvolume
 
 pytestmark = pytest.mark.root
 
@@ -31,18 +32,11 @@ pytestmark = pytest.mark.root
 @pytest.fixture(scope="module")
 def btrfs(tmp_path_factory):
     """A btrfs file system on a loop device with a subvolume 'vol' to dump."""
-    base = tmp_path_factory.mktemp("btrfs")
-    image, mnt = base / "btrfs.img", base / "mnt"
-    mnt.mkdir()
-    subprocess.run(["truncate", "-s", "400M", str(image)], check=True)
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    subprocess.run(["btrfs", "subvolume", "create", str(mnt / "vol")], check=True, capture_output=True)
-    (mnt / "vol" / "sub").mkdir()
-    (mnt / "vol" / "f").write_bytes(b"first\n")
-    (mnt / "vol" / "sub" / "g").write_bytes(os.urandom(200_000))
-    yield mnt / "vol"
-    subprocess.run(["umount", str(mnt)], check=True)
+    with btrfs_subvolume(tmp_path_factory.mktemp("btrfs")) as vol:
+        (vol / "sub").mkdir()
+        (vol / "f").write_bytes(b"first\n")
+        (vol / "sub" / "g").write_bytes(os.urandom(200_000))
+        yield vol
 
 
 def snapshots_of(vol) -> list[str]:
