@@ -29,20 +29,30 @@ _ndmptools() {
         word=${COMP_WORDS[i]}
         case "$cmd/$word" in
             'ndmptools/chain') cmd='ndmptools chain' ;;
+            'ndmptools/contexts') cmd='ndmptools contexts' ;;
             'ndmptools/devices') cmd='ndmptools devices' ;;
             'ndmptools/dump') cmd='ndmptools dump' ;;
             'ndmptools/restore') cmd='ndmptools restore' ;;
             'ndmptools chain/plan') cmd='ndmptools chain plan' ;;
             'ndmptools chain/show') cmd='ndmptools chain show' ;;
+            'ndmptools contexts/delete') cmd='ndmptools contexts delete' ;;
+            'ndmptools contexts/list') cmd='ndmptools contexts list' ;;
+            'ndmptools contexts/show') cmd='ndmptools contexts show' ;;
             'ndmptools/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools chain plan/--at' | 'ndmptools chain plan/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools chain show/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools contexts delete/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools contexts list/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools contexts show/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools devices/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
-            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--snapshot' | 'ndmptools dump/--snapshot-provider' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
+            'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--snapshot' | 'ndmptools dump/--snapshot-provider' | 'ndmptools dump/--restart' | 'ndmptools dump/--checkpoint-interval' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-C' | 'ndmptools restore/--target' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
@@ -54,6 +64,9 @@ _ndmptools() {
             'ndmptools/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools chain plan/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools chain show/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools contexts delete/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools contexts list/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools contexts show/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools devices/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools dump/-f' | 'ndmptools dump/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools dump/--snapshot-provider') _ndmptools_offer "$cur" auto btrfs lvm zfs none ;;
@@ -69,13 +82,18 @@ _ndmptools() {
         'ndmptools chain/-'*) _ndmptools_offer "$cur" -h --help ;;
         'ndmptools chain plan/-'*) _ndmptools_offer "$cur" --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools chain show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools contexts/-'*) _ndmptools_offer "$cur" -h --help ;;
+        'ndmptools contexts delete/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools contexts list/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools contexts show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --snapshot --snapshot-provider --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools/'*) _ndmptools_offer "$cur" chain devices dump restore ;;
+        'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" plan show ;;
         'ndmptools chain plan/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain show/'*) _ndmptools_paths -f "$cur" ;;
+        'ndmptools contexts/'*) _ndmptools_offer "$cur" delete list show ;;
         'ndmptools dump/'*) _ndmptools_paths -f "$cur" ;;
     esac
     return 0

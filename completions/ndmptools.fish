@@ -14,6 +14,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
         switch "$cmd/$word"
             case 'ndmptools/chain'
                 set cmd 'ndmptools chain'
+            case 'ndmptools/contexts'
+                set cmd 'ndmptools contexts'
             case 'ndmptools/devices'
                 set cmd 'ndmptools devices'
             case 'ndmptools/dump'
@@ -24,15 +26,27 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set cmd 'ndmptools chain plan'
             case 'ndmptools chain/show'
                 set cmd 'ndmptools chain show'
+            case 'ndmptools contexts/delete'
+                set cmd 'ndmptools contexts delete'
+            case 'ndmptools contexts/list'
+                set cmd 'ndmptools contexts list'
+            case 'ndmptools contexts/show'
+                set cmd 'ndmptools contexts show'
             case 'ndmptools/--state-dir'
                 set skip 1
             case 'ndmptools chain plan/--at' 'ndmptools chain plan/--state-dir'
                 set skip 1
             case 'ndmptools chain show/--state-dir'
                 set skip 1
+            case 'ndmptools contexts delete/--state-dir'
+                set skip 1
+            case 'ndmptools contexts list/--state-dir'
+                set skip 1
+            case 'ndmptools contexts show/--state-dir'
+                set skip 1
             case 'ndmptools devices/--state-dir'
                 set skip 1
-            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
+            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
                 set skip 1
             case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-C' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
@@ -48,6 +62,7 @@ end
 complete -c ndmptools -f
 
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'chain' -d 'Increment chains: which dumps a path has, and which to restore'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'contexts' -d 'Restartable dumps: a dump stopped in pass IV keeps a context (and its snapshot)'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'devices' -d 'List tape drives and media changers, as udev knows them'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'dump' -d 'Back up PATH (a file system, a subtree or a single file) to MEDIA'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'restore' -d 'Restore the dump on MEDIA into DIR: all of it, or only the PATHs named'
@@ -80,6 +95,32 @@ complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -l 'state-dir'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain show' -F
 
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts' -a 'delete' -d 'Give up a restartable dump: remove its context and release its snapshot'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts' -a 'list' -d 'Every context: host, identifier, and whether cleanup is pending'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts' -a 'show' -d 'Every field of one context (ID may be shortened to a unique start)'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts delete' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts list' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools contexts show' -s 'h' -l 'help' -d 'Show this message and exit.'
+
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools devices' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
@@ -97,6 +138,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-update' -d 'R
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'auto-baseline' -d 'Take a level 0 when an incremental has no usable base, instead of failing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot' -x -d 'Dump from this existing snapshot (kept) instead of taking snapshot_for_backup.N (removed).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot PATH; auto picks from its file system, none dumps it live.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'restart' -x -d 'Go on with the interrupted dump of this context (see `ndmptools contexts`), as its next volume on MEDIA; PATH and the dump options come from the context.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'checkpoint-interval' -x -d 'How often pass IV records how far it is, for a restart; 0 after every record.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print the result as JSON on standard output.'
