@@ -359,3 +359,26 @@ def test_a_dump_killed_before_pass_iv_is_cleaned_up_by_the_next(volume, tmp_path
     assert done.returncode == 0, done.stderr
     assert "died early" in done.stderr
     assert _contexts(state) == [] and _snapshots(volume) == []
+
+
+def test_a_context_whose_snapshot_was_removed_by_hand_cannot_restart_but_deletes(volume, tmp_path):
+    state = tmp_path / "state"
+    assert (
+        _killed_dump(state, 60, False, "-b", "16", "-f", str(tmp_path / "vol001"), str(volume)).returncode
+        == -9
+    )
+    context = _the_one_context(state)["context_id"]
+    (snapshot,) = _snapshots(volume)
+    subprocess.run(
+        ["btrfs", "subvolume", "delete", str(volume.parent / ".snapshot" / snapshot)],
+        check=True,
+        capture_output=True,
+    )
+    refused = _cli(state, "dump", "--restart", context, "--no-update", "-f", str(tmp_path / "vol002"))
+    assert refused.returncode == 2 and "--no-update" in refused.stderr
+    refused = _cli(state, "dump", "--restart", context, "-f", str(tmp_path / "vol002"))
+    assert refused.returncode == 10 and "is gone" in refused.stderr and refused.stderr.count("\n") == 1
+    assert not (tmp_path / "vol002").exists()
+    deleted = _cli(state, "contexts", "delete", context)
+    assert deleted.returncode == 0, deleted.stderr
+    assert _contexts(state) == [] and not [n for n in os.listdir(tmp_path) if n.startswith(".vol001.")]

@@ -155,7 +155,17 @@ def dump(
     if restart is not None:
         given = [
             name
-            for name in ("level", "blocking_factor", "label", "snapshot", "snapshot_provider", "append")
+            for name in (
+                "level",
+                "blocking_factor",
+                "label",
+                "snapshot",
+                "snapshot_provider",
+                "append",
+                "no_update",
+                "auto_baseline",
+                "checkpoint_interval",
+            )
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         ]
         if path is not None or given:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 
-from ndmptools.engine.dump.checkpoint import snapshot_from_dict
+from ndmptools.engine.dump.context import remove_owned_snapshot
 from ndmptools.engine.progress import RunContext
-from ndmptools.errors import MediaError, SnapshotError
+from ndmptools.errors import SnapshotError
 from ndmptools.media import discard_volume
-from ndmptools.snapshot import make_provider
 from ndmptools.state.contexts import Context, ContextStore
 from ndmptools.state.history import History
 
@@ -86,27 +85,20 @@ def context_fields(context: Context) -> dict:
 
 def delete_context(contexts: ContextStore, wanted: str, history: History | None, run: RunContext) -> str:
     """Give up a restartable dump; refused (ContextBusy) while a process runs it."""
-    context = contexts.find(wanted)
-    lock = contexts.lock(context.id)
+    lock = contexts.lock(contexts.find(wanted).id)
     try:
-        checkpoint = context.checkpoint or {}
-        for volume in (context.pending, checkpoint.get("seal")):
-            if volume and volume.get("kind") == "file":
-                try:
-                    discard_volume(volume)  # an unfinished file: a failed dump leaves none
-                except MediaError as err:
-                    run.warn(err.message)
-        if context.pending and context.pending.get("kind") != "file":
-            discard_volume(context.pending)
-        saved = snapshot_from_dict(context.spec["snapshot"])
-        if saved.owned:
-            try:
-                make_provider(saved.provider).delete(saved)
-            except SnapshotError as err:
-                if "No such file" not in err.message and "not found" not in err.message.lower():
-                    raise SnapshotError(
-                        f"{err.message}: the context stays until its snapshot can be removed"
-                    ) from None
+        context = contexts.find(wanted)  # again, now that it is held: a restart may have ended it
+        if context.pending:
+            discard_volume(context.pending)  # begun after the last checkpoint
+        seal = (context.checkpoint or {}).get("seal", {})
+        if seal.get("kind") == "file":
+            discard_volume(seal)  # the unfinished file: a failed dump leaves none
+        try:
+            remove_owned_snapshot(context)
+        except SnapshotError as err:
+            raise SnapshotError(
+                f"{err.message}: the context stays until its snapshot can be removed"
+            ) from None
         if history is not None and context.dump_id is not None:
             history.fail(context.dump_id)
         contexts.delete(context.id)

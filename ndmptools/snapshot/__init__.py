@@ -43,6 +43,9 @@ class LiveProvider:
     def delete(self, snapshot: Snapshot) -> None:
         pass
 
+    def exists(self, snapshot: Snapshot) -> bool:
+        return False
+
 
 def make_provider(name: str, commands: Commands | None = None) -> Provider:
     if name == "btrfs":

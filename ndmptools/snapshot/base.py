@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,7 +70,5 @@ class Provider(Protocol):
     def delete(self, snapshot: Snapshot) -> None:
         """Remove a snapshot this dump made."""
 
-
-def relative_inside(path: str, top: str) -> str:
-    """``path`` relative to ``top`` ('.' for ``top`` itself)."""
-    return os.path.relpath(path, top)
+    def exists(self, snapshot: Snapshot) -> bool:
+        """Whether a snapshot kept by a context is still there (its handle says where)."""

@@ -97,6 +97,9 @@ class BtrfsProvider:
         snapshot.handle = {"snapshot": top}
         return snapshot
 
+    def exists(self, snapshot: Snapshot) -> bool:
+        return os.path.isdir(snapshot.handle["snapshot"])
+
     def delete(self, snapshot: Snapshot) -> None:
         check(
             self.commands.run(["btrfs", "subvolume", "delete", snapshot.handle["snapshot"]]),

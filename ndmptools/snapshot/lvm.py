@@ -122,6 +122,9 @@ class LvmProvider:
             with contextlib.suppress(OSError):
                 os.rmdir(mount_point)
 
+    def exists(self, snapshot: Snapshot) -> bool:
+        return self.commands.run(["lvs", "--noheadings", snapshot.handle["lv"]]).returncode == 0
+
     def delete(self, snapshot: Snapshot) -> None:
         self.release(snapshot)
         self._remove_volume(snapshot)

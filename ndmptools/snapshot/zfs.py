@@ -40,6 +40,10 @@ class ZfsProvider:
         created = int(seconds) * 1_000_000_000 if seconds.isdigit() else 0
         return self._snapshot(path, fs, name, created, owned=False)
 
+    def exists(self, snapshot: Snapshot) -> bool:
+        done = self.commands.run(["zfs", "list", "-H", "-o", "name", snapshot.handle["snapshot"]])
+        return done.returncode == 0
+
     def delete(self, snapshot: Snapshot) -> None:
         check(
             self.commands.run(["zfs", "destroy", snapshot.handle["snapshot"]]),

@@ -87,7 +87,6 @@ class Checkpointer:
         self.medium = medium
         self.interval = interval
         self.earlier_volumes = list(earlier_volumes or [])  # volumes before this run's first
-        self.count = 0
         self._last = 0.0
         self._volume_changed = False
         self.active = True
@@ -125,7 +124,6 @@ class Checkpointer:
             "taken": time.time(),
         }
         self.contexts.save_checkpoint(self.context_id, checkpoint)
-        self.count += 1
         self._last = time.monotonic()
         self._volume_changed = False
 

@@ -10,7 +10,7 @@ from ndmptools.errors import NdmpToolsError
 from ndmptools.format.records import RecordWriter
 from ndmptools.media.base import Medium
 from ndmptools.snapshot import Snapshot, make_provider
-from ndmptools.state.contexts import ContextBusy, ContextLock, ContextStore
+from ndmptools.state.contexts import Context, ContextBusy, ContextLock, ContextStore
 from ndmptools.state.history import History
 
 
@@ -116,6 +116,15 @@ class ContextSession:
         self.lock.release(remove=True)
 
 
+def remove_owned_snapshot(context: Context) -> str:
+    """Remove the snapshot a context's dump made, unless it is gone already; returns its name."""
+    saved = snapshot_from_dict(context.spec["snapshot"])
+    provider = make_provider(saved.provider)
+    if saved.owned and provider.exists(saved):
+        provider.delete(saved)
+    return saved.name
+
+
 def reap_abandoned(contexts: ContextStore, run: RunContext) -> None:
     """Contexts of dumps that died before pass IV: nothing to restart, so their snapshots go."""
     for context in contexts.all():
@@ -128,11 +137,9 @@ def reap_abandoned(contexts: ContextStore, run: RunContext) -> None:
         try:
             if not contexts.exists(context.id):
                 continue  # its dump ended meanwhile, and took it along
-            saved = snapshot_from_dict(context.spec["snapshot"])
-            if saved.owned:
-                make_provider(saved.provider).delete(saved)
+            name = remove_owned_snapshot(context)
             contexts.delete(context.id)
-            run.note(f"removed the snapshot {saved.name} of a dump of {context.dumped_path} that died early")
+            run.note(f"removed the snapshot {name} of a dump of {context.dumped_path} that died early")
         except NdmpToolsError as err:
             run.warn(f"a dump of {context.dumped_path} that died early left {err.message}")
         finally:

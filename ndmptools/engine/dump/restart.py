@@ -80,9 +80,9 @@ def run_restart(
     contexts: ContextStore,
 ) -> DumpResult:
     """Go on with the dump of context ``options.restart`` onto the medium ``open_output`` opens."""
-    context = contexts.find(options.restart)
-    lock = contexts.lock(context.id)
+    lock = contexts.lock(contexts.find(options.restart).id)
     try:
+        context = contexts.find(options.restart)  # again, now that it is held: another run may have ended it
         return _restart(options, open_output, run, history, contexts, context, lock)
     finally:
         lock.release()
