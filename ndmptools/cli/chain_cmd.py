@@ -148,3 +148,64 @@ def plan(app: App, path: str, at: float | None) -> int:
         )
     )
     return 0
+
+
+@chain.command("find")
+@click.argument("pattern")
+@click.argument("path", type=click.Path())
+@output_options
+@click.pass_obj
+def find(app: App, pattern: str, path: str) -> int:
+    """Which dumps of PATH hold an entry matching PATTERN, from their file history.
+
+    PATTERN is a shell pattern (*, ?, [...]). Without a '/' it matches the
+    last part of each name, as find -name does; with one, the whole path
+    from the root of the dump, where * matches across '/' too. Exit code 1
+    when nothing matches.
+
+    \b
+    Examples:
+      ndmptools chain find '*.conf' /etc
+      ndmptools chain find 'alice/notes*' /home --json
+    """
+    from ndmptools.engine import chain as chains
+    from ndmptools.engine.restore import type_name
+    from ndmptools.engine.restore.catalog import show
+
+    history = open_history(app)
+    try:
+        real, found, unsearched = chains.find(history, pattern, path)
+    finally:
+        history.db.close()
+    rows = [
+        {
+            "dump_id": f.dump.id,
+            "level": f.dump.level,
+            "date": chains.when(f.dump),
+            "media": chains.media_text(f.dump),
+            "path": show(f.entry.path),
+            "type": type_name(f.entry.mode),
+            "size": f.entry.size,
+            "mtime": f.entry.mtime_ns // 1_000_000_000,
+        }
+        for f in found
+    ]
+    if app.json:
+        click.echo(json.dumps({"path": real, "matches": rows, "dumps_without_history": unsearched}, indent=2))
+    elif rows:
+        from tabulate import tabulate
+
+        click.echo(
+            tabulate(
+                [[r["date"], r["level"], r["type"], r["size"], r["path"], r["media"]] for r in rows],
+                headers=["Date", "Level", "Type", "Size", "Path", "Media"],
+            )
+        )
+    else:
+        click.echo(f"Nothing matching {pattern} in the file history of {real}.")
+    if unsearched and not app.quiet:
+        click.echo(
+            f"ndmptools: note: {unsearched} dump(s) of {real} keep no file history and were not searched",
+            err=True,
+        )
+    return 0 if rows else 1

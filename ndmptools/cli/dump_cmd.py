@@ -70,7 +70,13 @@ class SizeType(click.ParamType):
 @click.option(
     "--no-update",
     is_flag=True,
-    help="Record nothing in the dump history: this dump will be no base (UPDATE=N).",
+    help="This dump will be no base for later incrementals (UPDATE=N); it is still in the file history.",
+)
+@click.option(
+    "--no-history",
+    is_flag=True,
+    help="Keep no file history (HIST=N): no `restore -t --catalog`, `chain find` or direct-access "
+    "restore for this dump.",
 )
 @click.option(
     "--auto-baseline",
@@ -116,6 +122,7 @@ def dump(
     capacity: int | None,
     append: bool,
     no_update: bool,
+    no_history: bool,
     auto_baseline: bool,
     snapshot: str | None,
     snapshot_provider: str,
@@ -163,6 +170,7 @@ def dump(
                 "snapshot_provider",
                 "append",
                 "no_update",
+                "no_history",
                 "auto_baseline",
                 "checkpoint_interval",
             )
@@ -184,6 +192,7 @@ def dump(
         device=device,
         prompt=not no_prompt,
         update=not no_update,
+        file_history=not no_history,
         auto_baseline=auto_baseline,
         snapshot=snapshot,
         snapshot_provider=snapshot_provider,
@@ -216,8 +225,7 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
             from ndmptools.engine.dump.restart import run_restart
 
             return run_restart(options, lambda: open_medium(request), run, history, contexts)
-        recorded = history if options.update or options.level > 0 else None
-        return engine_dump(options, lambda: open_medium(request), run, recorded, contexts=contexts)
+        return engine_dump(options, lambda: open_medium(request), run, history, contexts=contexts)
     finally:
         reporter.close()
         if history is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ndmptools.engine.fsinfo import describe
 from ndmptools.engine.levels import ChainRow, chain_table
 from ndmptools.errors import ChainError
+from ndmptools.state.catalog import CatalogEntry, FileCatalog
 from ndmptools.state.history import DumpRecord, History
 
 
@@ -71,3 +72,60 @@ def plan(history: History, path: str, at: float | None = None) -> list[DumpRecor
             raise ChainError(f"the base of the dump of {when(steps[-1])} is missing from the history")
         steps.append(base)
     return steps[::-1]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One entry of one dump that ``chain find`` matched."""
+
+    dump: DumpRecord
+    entry: CatalogEntry
+
+
+def find(history: History, pattern: str, path: str) -> tuple[str, list[Found], int]:
+    """Entries matching ``pattern`` in the file history of ``path``'s completed dumps.
+
+    Returns the resolved path, the matches (dump by dump, in backup order),
+    and how many of the dumps keep no file history (HIST=N) and were not searched.
+    """
+    real = os.path.realpath(path)
+    fs = describe(real) if os.path.exists(real) else None
+    if fs is not None:
+        dumps = history.dumps_of(fs.identity, fs.path_inside(real), bases_only=False)
+    else:
+        dumps = history.dumps_from(real, bases_only=False)
+    searched = [d for d in dumps if d.file_history]
+    by_id = {d.id: d for d in searched}
+    catalog = FileCatalog(history.db)
+    found = [Found(by_id[i], e) for i, e in catalog.find([d.id for d in searched], pattern)]
+    return real, found, len(dumps) - len(searched)
+
+
+def dump_on_media(history: History, spec: str, file_number: int | None) -> DumpRecord:
+    """The most recent completed dump with a file history whose media ``spec`` names (for -t --catalog).
+
+    ``spec`` is what -f took: a file, NAME.tap, vtape:DIR (any of its
+    cartridges) or a drive; ``file_number`` the -s N of a tape.
+    """
+    wanted = _spec_key(spec)
+    rows = history.db.conn.execute(
+        "SELECT id FROM dumps WHERE status = 'completed' AND file_history ORDER BY dump_date_ns DESC, id DESC"
+    ).fetchall()
+    for row in rows:
+        record = history.get(row["id"])
+        volumes = record.media.get("volumes") or [record.media.get("spec", "")]
+        if file_number is not None and record.media.get("file_number", 1) != file_number:
+            continue
+        for volume in volumes:
+            key = _spec_key(volume)
+            if key == wanted or (wanted.startswith("vtape:") and key.startswith(wanted.rstrip("/") + "/")):
+                return record
+    raise ChainError(f"no dump with a file history is recorded on {spec}")
+
+
+def _spec_key(spec: str) -> str:
+    if spec.startswith("vtape:"):
+        return "vtape:" + os.path.realpath(spec[len("vtape:") :])
+    if spec in ("-", "auto") or spec.startswith("/dev/"):
+        return spec
+    return os.path.realpath(spec)

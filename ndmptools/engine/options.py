@@ -27,6 +27,7 @@ class DumpOptions:
     state_dir: str | None = None  # where the snapshot counter (and history) live; None: the default
     restart: str | None = None  # the context of an interrupted dump to go on with
     checkpoint_interval: float = 5.0  # seconds of pass IV between checkpoints of a restartable dump
+    file_history: bool = True  # HIST=Y: every entry and its place on media go to the catalog
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class RestoreOptions:
     file_number: int | None = None  # the Nth dump on a tape
     device: str | None = None
     prompt: bool = True
+    direct: bool = True  # DIRECT=Y: with PATHs and a file history, read only their places on media
 
 
 @dataclass(frozen=True)

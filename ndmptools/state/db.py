@@ -75,6 +75,25 @@ MIGRATIONS: list[str] = [
         pending TEXT                     -- JSON: a volume begun after it, undone by a restart
     );
     """,
+    """
+    ALTER TABLE dumps ADD COLUMN is_base INTEGER NOT NULL DEFAULT 1;  -- UPDATE=Y: a possible base
+    ALTER TABLE dumps ADD COLUMN file_history INTEGER NOT NULL DEFAULT 0;  -- HIST=Y: entries in the catalog
+    CREATE TABLE catalog_names (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
+        path BLOB NOT NULL,              -- relative to the dump's root (b'' is the root), raw bytes
+        ino INTEGER NOT NULL,            -- the inode number on media
+        PRIMARY KEY (dump_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE catalog_inodes (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
+        ino INTEGER NOT NULL,
+        mode INTEGER NOT NULL,           -- type and permission bits
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        tapea INTEGER NOT NULL,          -- c_tapea of its first header: where it is in the stream
+        PRIMARY KEY (dump_id, ino)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

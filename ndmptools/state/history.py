@@ -42,6 +42,8 @@ class DumpRecord:
     media: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     maxino: int | None = None
+    is_base: bool = True  # UPDATE=Y: later incrementals may be based on it
+    file_history: bool = False  # HIST=Y: its entries are in the catalog
 
     @property
     def dump_date(self) -> int:
@@ -61,6 +63,8 @@ class DumpRecord:
             "status": self.status,
             "media": self.media,
             "counts": self.counts,
+            "is_base": self.is_base,
+            "file_history": self.file_history,
         }
 
 
@@ -84,6 +88,8 @@ def _record(row) -> DumpRecord:
         media=json.loads(row["media"] or "{}"),
         counts=json.loads(row["counts"] or "{}"),
         maxino=row["maxino"],
+        is_base=bool(row["is_base"]),
+        file_history=bool(row["file_history"]),
     )
 
 
@@ -163,13 +169,15 @@ class History:
         read_only: bool,
         label: str,
         blocking_factor: int,
+        is_base: bool = True,
+        file_history: bool = False,
     ) -> int:
-        """Record a dump that begins; it is no base until ``complete``."""
+        """Record a dump that begins; it is no base until ``complete`` (and never without ``is_base``)."""
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO dumps (identity, fs_path, dumped_path, level, dump_date_ns, base_id, status, "
-                "read_only, started, pid, host, label, blocking_factor) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                "read_only, started, pid, host, label, blocking_factor, is_base, file_history) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     identity,
                     fs_path,
@@ -183,6 +191,8 @@ class History:
                     socket.gethostname(),
                     label,
                     blocking_factor,
+                    int(is_base),
+                    int(file_history),
                 ),
             )
             return cursor.lastrowid
@@ -208,12 +218,16 @@ class History:
             )
 
     def fail(self, dump_id: int) -> None:
+        """The dump will never complete: no base, and its file history goes (it points at nothing)."""
         with self.db.transaction() as conn:
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE dumps SET status = 'failed', finished = ? WHERE id = ? "
                 "AND status IN ('running', 'interrupted')",
                 (time.time(), dump_id),
             )
+            if cursor.rowcount:
+                conn.execute("DELETE FROM catalog_names WHERE dump_id = ?", (dump_id,))
+                conn.execute("DELETE FROM catalog_inodes WHERE dump_id = ?", (dump_id,))
 
     def interrupt(self, dump_id: int) -> None:
         """Stopped in pass IV with a restartable context: no base until a restart completes it."""
@@ -256,26 +270,31 @@ class History:
     def find_base(self, identity: str, fs_path: str, level: int) -> DumpRecord | None:
         """The most recent completed dump of this path with a level lower than ``level``."""
         row = self.db.conn.execute(
-            "SELECT * FROM dumps WHERE identity = ? AND fs_path = ? AND status = 'completed' AND level < ? "
+            "SELECT * FROM dumps WHERE identity = ? AND fs_path = ? AND status = 'completed' AND is_base "
+            "AND level < ? "
             "ORDER BY dump_date_ns DESC, id DESC LIMIT 1",
             (identity, fs_path, level),
         ).fetchone()
         return _record(row) if row else None
 
-    def dumps_of(self, identity: str, fs_path: str, *, completed_only: bool = True) -> list[DumpRecord]:
-        """A path's dumps in backup order."""
+    def dumps_of(
+        self, identity: str, fs_path: str, *, completed_only: bool = True, bases_only: bool = True
+    ) -> list[DumpRecord]:
+        """A path's dumps in backup order; those taken with UPDATE=N only if ``bases_only`` is off."""
         query = "SELECT * FROM dumps WHERE identity = ? AND fs_path = ?"
         if completed_only:
             query += " AND status = 'completed'"
+        if bases_only:
+            query += " AND is_base"
         rows = self.db.conn.execute(query + " ORDER BY dump_date_ns, id", (identity, fs_path)).fetchall()
         return [_record(r) for r in rows]
 
-    def dumps_from(self, dumped_path: str) -> list[DumpRecord]:
+    def dumps_from(self, dumped_path: str, *, bases_only: bool = True) -> list[DumpRecord]:
         """Completed dumps taken from this absolute path, whatever file system was there."""
-        rows = self.db.conn.execute(
-            "SELECT * FROM dumps WHERE dumped_path = ? AND status = 'completed' ORDER BY dump_date_ns, id",
-            (dumped_path,),
-        ).fetchall()
+        query = "SELECT * FROM dumps WHERE dumped_path = ? AND status = 'completed'"
+        if bases_only:
+            query += " AND is_base"
+        rows = self.db.conn.execute(query + " ORDER BY dump_date_ns, id", (dumped_path,)).fetchall()
         return [_record(r) for r in rows]
 
     def by_date(self, dump_date: int) -> list[DumpRecord]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ndmptools.engine.dump.checkpoint import snapshot_to_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession, reap_abandoned
+from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import Base, map_tree
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
@@ -34,6 +35,7 @@ from ndmptools.snapshot import (
     release_snapshot,
     take_snapshot,
 )
+from ndmptools.state.catalog import FileCatalog
 from ndmptools.state.contexts import ContextStore
 from ndmptools.state.db import default_state_dir
 from ndmptools.state.history import DumpRecord, History
@@ -63,6 +65,7 @@ class DumpResult:
     recorded: bool = False
     snapshot: str = ""
     restarted: str | None = None  # the context this run restarted
+    file_history: int | None = None  # names written to the catalog; None: HIST=N (or no history)
 
     def as_dict(self) -> dict:
         return {
@@ -73,6 +76,7 @@ class DumpResult:
             "recorded": self.recorded,
             "snapshot": self.snapshot,
             "restarted": self.restarted,
+            "file_history": self.file_history,
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -149,13 +153,24 @@ def make_writer(
     )
 
 
-def media_record(locations: list[dict]) -> dict:
-    """Where a dump is, for the history: its first volume's place and every volume."""
+def media_record(locations: list[dict], volume_starts: list[int]) -> dict:
+    """Where a dump is, for the history: its first volume's place, every volume, and where each starts.
+
+    ``volume_starts`` (c_tapea of each continuation volume's TS_TAPE) turns a
+    header's c_tapea from the file history into a volume and a record on it.
+    """
     return {
         "spec": locations[0]["spec"],
         "file_number": locations[0]["file_number"],
         "volumes": [loc["spec"] for loc in locations],
+        "file_numbers": [loc.get("file_number", 1) for loc in locations],
+        "volume_starts": [0, *volume_starts],
     }
+
+
+def file_history_recorder(history: History, record_id: int, tree) -> FileHistoryRecorder:
+    """The recorder that writes one dump's names and places to the catalog."""
+    return FileHistoryRecorder(FileCatalog(history.db), record_id, tree.directories[0].path)
 
 
 def packer_fields(packer: HeaderPacker) -> dict:
@@ -324,7 +339,7 @@ def _dump_snapshot(
     kept,
 ) -> DumpResult:
     """Passes I-IV of one dump from ``snapshot``, recorded in the history when it completes."""
-    record = options.update and history is not None and fs is not None
+    record = history is not None and fs is not None and (options.update or options.file_history)
     if record and history.db.newer_schema:
         run.warn(f"not recorded: the dump history in {history.db.path} was written by a newer ndmptools")
         record = False
@@ -354,6 +369,8 @@ def _dump_snapshot(
             read_only=fs.read_only,
             label=label,
             blocking_factor=options.blocking_factor,
+            is_base=options.update,
+            file_history=options.file_history,
         )
     try:
         since = Base(base.dump_date_ns, base_numbers, base.maxino or 0) if base is not None else None
@@ -363,9 +380,13 @@ def _dump_snapshot(
             _check_record_size(options.blocking_factor, medium)
             writer = make_writer(medium, packer, options.blocking_factor, source, dump_date)
             dumper = DumpWriter(tree, writer, packer, run, live=snapshot.live)
+            if record_id is not None and options.file_history:
+                dumper.history = file_history_recorder(history, record_id, tree)
             run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
             dumper.write_volume_start()
             dumper.write_directories()
+            if dumper.history is not None:
+                dumper.history.flush()  # the names are all in before pass IV: a restart does not redo them
             if session is not None:
                 spec = {
                     "source": source,
@@ -382,10 +403,15 @@ def _dump_snapshot(
                     "tree": {"digest": tree_digest(tree), "maxino": tree.maxino},
                     "first_medium": medium.name,
                     "checkpoint_interval": options.checkpoint_interval,
+                    "file_history": dumper.history is not None,
                 }
                 session.begin_pass_iv(spec, record_id, writer, medium)
+                if dumper.history is not None:
+                    session.checkpointer.before_take = dumper.history.flush
             dumper.write_files()
             dumper.finish()
+            if dumper.history is not None:
+                dumper.history.flush()
             if session is not None:
                 session.checkpointer.stop()
         except BaseException as err:
@@ -414,13 +440,14 @@ def _dump_snapshot(
             volumes=writer.volume,
             medium=medium.name,
             stats=run.stats,
-            recorded=record_id is not None,
+            recorded=record_id is not None and options.update,
             snapshot=snapshot.name,
+            file_history=dumper.history.rows if dumper.history is not None else None,
         )
         if record_id is not None:
             history.complete(
                 record_id,
-                media=media_record(writer.locations),
+                media=media_record(writer.locations, writer.volume_starts),
                 counts={
                     "inodes": dumper.inodes_written,
                     "blocks": writer.blocks_written,

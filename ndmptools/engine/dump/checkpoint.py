@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from collections.abc import Callable
 
 from ndmptools.engine.dump.mapping import TreeMap
 from ndmptools.format.records import RecordWriter, Resume
@@ -90,6 +91,7 @@ class Checkpointer:
         self._last = 0.0
         self._volume_changed = False
         self.active = True
+        self.before_take: Callable[[], None] | None = None  # e.g. the file history's flush
         writer.on_record = self._after_record
         writer.on_volume = self._volume_begins
 
@@ -110,6 +112,8 @@ class Checkpointer:
     def take(self) -> None:
         """Make the records on the medium durable, then say so in the context."""
         w = self.writer
+        if self.before_take is not None:
+            self.before_take()
         seal = self.medium.checkpoint()
         blocks = w.durable_blocks
         start_tapea, resume = w.resume_point()
@@ -119,6 +123,7 @@ class Checkpointer:
             "start_tapea": start_tapea,
             "resume": resume,
             "phantoms": [p for p in w.volume_starts if start_tapea < p < blocks],
+            "volume_starts": [p for p in w.volume_starts if p < blocks],  # for the file history
             "seal": seal,
             "volumes": self.earlier_volumes + list(w.locations),
             "taken": time.time(),

@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 
+from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap, warn_clamped_time
 from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
 from ndmptools.engine.progress import RunContext
@@ -38,6 +39,8 @@ class DumpWriter:
         self._open_flags = _OPEN_FILE | _O_NOATIME
         self.inodes_written = 0
         self.live = live  # the live tree, not a snapshot: changes during the dump are reported
+        self.history: FileHistoryRecorder | None = None  # HIST=Y: names and places go to the catalog
+        self._dumped: InodeMap | None = None  # an incremental's inodes on media (all, in a level 0)
 
     # -- volume start and maps ------------------------------------------------
 
@@ -57,6 +60,7 @@ class DumpWriter:
         else:
             in_use.add_range(ROOTINO, self.tree.maxino - 1)
             dumped = in_use
+        self._dumped = dumped if self.tree.incremental else None
         self._write_map(RecordType.CLRI, self.tree.maxino - 1, in_use)
         self._write_map(RecordType.BITS, ROOTINO, dumped)
 
@@ -81,6 +85,8 @@ class DumpWriter:
             nodes = sorted((n for n in nodes if n.dump), key=lambda n: n.ino)
         for node in nodes:
             self._write_inode(node.ino, node.info, node.contents)
+            if self.history is not None:
+                self.history.directory(node.ino, node.path, node.contents, self._dumped)
 
     # -- pass IV ----------------------------------------------------------------
 
@@ -230,6 +236,8 @@ class DumpWriter:
                 if end > hi_byte:
                     break
                 extent_index += 1
+            if self.history is not None and record_type == RecordType.INODE:
+                self.history.inode(ino, info, w.blocks_written)
             header = self.packer.inode_header(record_type, ino, info, bytes(addr), w.blocks_written)
             w.write_header(header, ino, info, sum(b1 - b0 for b0, b1 in runs))
             for b0, b1 in runs:
@@ -255,6 +263,8 @@ class DumpWriter:
         record_type = RecordType.INODE
         for first in range(0, max(blocks, 1), TP_NINDIR):
             count = min(TP_NINDIR, blocks - first)
+            if self.history is not None and record_type == RecordType.INODE:
+                self.history.inode(ino, info, w.blocks_written)
             header = self.packer.inode_header(record_type, ino, info, _PRESENT[:count], w.blocks_written)
             w.write_header(header, ino, info, count)
             w.write_blocks(view[first * TP_BSIZE : (first + count) * TP_BSIZE])

@@ -18,6 +18,7 @@ from ndmptools.engine.dump import (
     DumpResult,
     _check_record_size,
     _field,
+    file_history_recorder,
     make_writer,
     media_record,
     packer_from_fields,
@@ -149,6 +150,9 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
     try:
         _check_record_size(spec["blocking_factor"], medium)
         writer = make_writer(medium, packer, spec["blocking_factor"], source, dump_date, resume=resume)
+        if resume is not None:  # the volumes before the resume point start where they started
+            earlier_starts = {p for p in checkpoint.get("volume_starts", ()) if p < checkpoint["blocks"]}
+            writer.volume_starts = sorted(earlier_starts | set(writer.volume_starts))
         session = ContextSession.resume(
             contexts,
             context.id,
@@ -160,6 +164,9 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             earlier,
         )
         dumper = DumpWriter(tree, writer, packer, run)
+        if spec.get("file_history") and history is not None and record_id is not None:
+            dumper.history = file_history_recorder(history, record_id, tree)  # rows again, from here on
+            session.checkpointer.before_take = dumper.history.flush
         run.reporter.phase("restarting", total_bytes=tree.estimated_bytes)
         what = {"kind": "start"} if fresh else checkpoint["resume"]
         if fresh:
@@ -176,6 +183,8 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             dumper.write_directories()
             dumper.write_files()
         dumper.finish()
+        if dumper.history is not None:
+            dumper.history.flush()
         session.checkpointer.stop()
     except BaseException as err:
         if session is not None:
@@ -191,7 +200,7 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
     if history is not None and record_id is not None:
         history.complete(
             record_id,
-            media=media_record(volumes),
+            media=media_record(volumes, writer.volume_starts),
             counts={
                 "inodes": None,  # written over several runs: not counted
                 "blocks": writer.blocks_written,
@@ -224,7 +233,8 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         volumes=writer.volume,
         medium=medium.name,
         stats=run.stats,
-        recorded=record_id is not None and history is not None,
+        recorded=record_id is not None and history is not None and history.get(record_id).is_base,
+        file_history=dumper.history.rows if dumper.history is not None else None,
         snapshot=snapshot.name,
         restarted=context.id,
     )
