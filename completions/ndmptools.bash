@@ -33,12 +33,15 @@ _ndmptools() {
             'ndmptools/devices') cmd='ndmptools devices' ;;
             'ndmptools/dump') cmd='ndmptools dump' ;;
             'ndmptools/restore') cmd='ndmptools restore' ;;
+            'ndmptools chain/find') cmd='ndmptools chain find' ;;
             'ndmptools chain/plan') cmd='ndmptools chain plan' ;;
             'ndmptools chain/show') cmd='ndmptools chain show' ;;
             'ndmptools contexts/delete') cmd='ndmptools contexts delete' ;;
             'ndmptools contexts/list') cmd='ndmptools contexts list' ;;
             'ndmptools contexts/show') cmd='ndmptools contexts show' ;;
             'ndmptools/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools chain find/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools chain plan/--at' | 'ndmptools chain plan/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
@@ -62,6 +65,7 @@ _ndmptools() {
         [[ $cur == "=" ]] && cur=
         case "$cmd/$word" in
             'ndmptools/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools chain find/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools chain plan/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools chain show/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools contexts delete/--state-dir') _ndmptools_paths -d "$cur" ;;
@@ -80,6 +84,7 @@ _ndmptools() {
     case "$cmd/$cur" in
         'ndmptools/-'*) _ndmptools_offer "$cur" --version --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools chain/-'*) _ndmptools_offer "$cur" -h --help ;;
+        'ndmptools chain find/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools chain plan/-'*) _ndmptools_offer "$cur" --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools chain show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools contexts/-'*) _ndmptools_offer "$cur" -h --help ;;
@@ -87,10 +92,11 @@ _ndmptools() {
         'ndmptools contexts list/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools contexts show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -C --target -t --list --catalog --no-direct -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore ;;
-        'ndmptools chain/'*) _ndmptools_offer "$cur" plan show ;;
+        'ndmptools chain/'*) _ndmptools_offer "$cur" find plan show ;;
+        'ndmptools chain find/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain plan/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain show/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools contexts/'*) _ndmptools_offer "$cur" delete list show ;;

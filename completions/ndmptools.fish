@@ -22,6 +22,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set cmd 'ndmptools dump'
             case 'ndmptools/restore'
                 set cmd 'ndmptools restore'
+            case 'ndmptools chain/find'
+                set cmd 'ndmptools chain find'
             case 'ndmptools chain/plan'
                 set cmd 'ndmptools chain plan'
             case 'ndmptools chain/show'
@@ -33,6 +35,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
             case 'ndmptools contexts/show'
                 set cmd 'ndmptools contexts show'
             case 'ndmptools/--state-dir'
+                set skip 1
+            case 'ndmptools chain find/--state-dir'
                 set skip 1
             case 'ndmptools chain plan/--at' 'ndmptools chain plan/--state-dir'
                 set skip 1
@@ -74,9 +78,18 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'debug' -d 'Show the t
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'h' -l 'help' -d 'Show this message and exit.'
 
+complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'find' -d 'Which dumps of PATH hold an entry matching PATTERN, from their file history'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'plan' -d 'The dumps to restore, in order, to get PATH back as it was at a date'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain' -a 'show' -d 'The dumps of PATH in backup order: level, increment chain, base, what each holds'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c ndmptools -n '__ndmptools_using ndmptools chain find' -F
 
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'at' -x -d 'The moment to restore PATH to [default: its last dump].'
 complete -c ndmptools -n '__ndmptools_using ndmptools chain plan' -l 'json' -d 'Print the result as JSON on standard output.'
@@ -134,7 +147,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'b' -l 'blocking-
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'L' -l 'label' -x -d 'Dump label (15 bytes at most); default: the file system\'s label, or \'none\'.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'capacity' -x -d 'Virtual tapes: what a cartridge holds (e.g. 400M); the dump goes on to the next at its end.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'append' -d 'Tapes: write after the last dump instead of from the start.'
-complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-update' -d 'Record nothing in the dump history: this dump will be no base (UPDATE=N).'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-update' -d 'This dump will be no base for later incrementals (UPDATE=N); it is still in the file history.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-history' -d 'Keep no file history (HIST=N): no `restore -t --catalog`, `chain find` or direct-access restore for this dump.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'auto-baseline' -d 'Take a level 0 when an incremental has no usable base, instead of failing.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot' -x -d 'Dump from this existing snapshot (kept) instead of taking snapshot_for_backup.N (removed).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot PATH; auto picks from its file system, none dumps it live.'
@@ -156,6 +170,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'device' -x -d
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'C' -l 'target' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Directory to restore into (created if missing).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 't' -l 'list' -d 'List path, inode, type and size of each entry instead of restoring.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'catalog' -d 'With -t: list the dump from its file history in the state directory, without reading MEDIA.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-direct' -d 'Read the whole dump even when the file history could take a restore of PATHs straight to their places on MEDIA (DIRECT=N).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'r' -l 'incremental' -d 'Apply a dump of an increment chain on top of the earlier ones restored into DIR.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'plan' -x -d 'Apply, with -r, every dump `ndmptools chain plan PATH` lists, in order (needs no -f).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'at' -x -d 'With --plan: PATH as it was at this date.'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -12,6 +13,7 @@ from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, sum
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import ListedEntry, RestoreResult
+from ndmptools.errors import StateError
 
 
 @click.command("restore")
@@ -49,6 +51,18 @@ from ndmptools.engine.restore import ListedEntry, RestoreResult
     help="List path, inode, type and size of each entry instead of restoring.",
 )
 @click.option(
+    "--catalog",
+    "from_catalog",
+    is_flag=True,
+    help="With -t: list the dump from its file history in the state directory, without reading MEDIA.",
+)
+@click.option(
+    "--no-direct",
+    is_flag=True,
+    help="Read the whole dump even when the file history could take a restore of PATHs straight "
+    "to their places on MEDIA (DIRECT=N).",
+)
+@click.option(
     "-r",
     "--incremental",
     is_flag=True,
@@ -72,6 +86,8 @@ def restore(
     no_prompt: bool,
     target: str,
     list_only: bool,
+    from_catalog: bool,
+    no_direct: bool,
     incremental: bool,
     plan_path: str | None,
     at: float | None,
@@ -106,13 +122,15 @@ def restore(
         return run_incremental(app, files, file_number, device, not no_prompt, target, plan_path, at)
     if not files:
         raise click.UsageError("Missing option '-f' / '--file'.")
+    if from_catalog and not list_only:
+        raise click.UsageError("--catalog goes with -t")
     media = dict(
         file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
     )
     if list_only:
-        stats = run_list(ListOptions(paths=paths, **media), app)
+        stats = run_list(ListOptions(paths=paths, **media), app, from_catalog)
         return 1 if stats.warning_count else 0
-    result = run_restore(RestoreOptions(target=target, paths=paths, **media), app)
+    result = run_restore(RestoreOptions(target=target, paths=paths, direct=not no_direct, **media), app)
     return finish(app, "restore", result.stats, result.as_dict())
 
 
@@ -121,15 +139,24 @@ def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
     from ndmptools.media import open_medium
 
     reporter = ConsoleReporter(app)
+    history = None
+    if options.paths and options.direct:  # the dump's file history takes the restore to its places
+        try:
+            history = open_history(app)
+        except StateError as err:
+            app.stderr.write(f"ndmptools: note: no file history ({err.message}): reading the whole dump\n")
     try:
         with open_medium(media_request(options, "r")) as medium:
-            return engine_restore(options, medium, RunContext(reporter))
+            return engine_restore(options, medium, RunContext(reporter), history)
     finally:
         reporter.close()
+        if history is not None:
+            history.db.close()
 
 
-def run_list(options: ListOptions, app: App) -> RunStats:
+def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunStats:
     """Stream the listing to standard output: aligned text, or one JSON array."""
+    from ndmptools.engine.restore import run_catalog_list
     from ndmptools.engine.restore import run_list as engine_list
     from ndmptools.media import open_medium
 
@@ -137,17 +164,30 @@ def run_list(options: ListOptions, app: App) -> RunStats:
 
     def emit_json(entry: ListedEntry) -> None:
         nonlocal first
-        item = json.dumps({"path": entry.path, "inode": entry.inode, "type": entry.type, "size": entry.size})
+        item = json.dumps(entry.as_dict())
         click.echo(("[\n  " if first else ",\n  ") + item, nl=False)
         first = False
 
     def emit_text(entry: ListedEntry) -> None:
-        click.echo(f"{entry.inode:>10}  {entry.type:<8} {entry.size:>14}  {entry.path}")
+        if entry.volume is None:
+            click.echo(f"{entry.inode:>10}  {entry.type:<8} {entry.size:>14}  {entry.path}")
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.mtime))
+        place = f"{entry.volume}:{entry.file_number}:{entry.record}"
+        click.echo(f"{entry.inode:>10}  {entry.type:<8} {entry.size:>14}  {when}  {place:<14} {entry.path}")
 
     reporter = ConsoleReporter(app)
+    emit = emit_json if app.json else emit_text
     try:
-        with open_medium(media_request(options, "r")) as medium:
-            stats = engine_list(options, medium, RunContext(reporter), emit_json if app.json else emit_text)
+        if from_catalog:
+            history = open_history(app)
+            try:
+                stats = run_catalog_list(options, history, RunContext(reporter), emit)
+            finally:
+                history.db.close()
+        else:
+            with open_medium(media_request(options, "r")) as medium:
+                stats = engine_list(options, medium, RunContext(reporter), emit)
         if app.json:
             click.echo("[]" if first else "\n]")
     except BrokenPipeError:

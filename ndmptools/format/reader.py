@@ -261,6 +261,52 @@ class DumpReader:
                 )
             self.warn(f"unexpected {_type_name(header.type)} header at byte {self.last_offset}; skipped")
 
+    # -- direct access ---------------------------------------------------------------
+
+    def seek(self, volume: int, block: int) -> None:
+        """Go to 1 KiB block ``block`` of volume ``volume`` (never back to an earlier volume)."""
+        if self.volume is None:
+            raise FormatError("the volume start must be read before seeking", 0)
+        if volume < self.blocks.volume:
+            raise MediaError(f"cannot go back from volume {self.blocks.volume} to volume {volume}")
+        self._pending = None
+        self.ended = False
+        self.blocks.go_to_volume(volume)
+        record_size = max(1, self.volume.header.ntrec) * TP_BSIZE
+        self.blocks.seek(block, record_size)
+
+    def find_inode(self, inumber: int, tapea: int, search_blocks: int) -> Header | None:
+        """The TS_INODE header of ``inumber``, expected at c_tapea ``tapea`` from here on.
+
+        Reads block by block, quietly (a block that is no header is data, not
+        damage, when the position is a guess), for at most ``search_blocks``
+        blocks, and gives up at a header of this dump past ``tapea``.
+        """
+        date = self.volume.header.date
+        for _ in range(search_blocks):
+            offset = self.blocks.offset
+            block = self.blocks.read_block()
+            if block is None:
+                return None
+            if not looks_like_header(block):
+                continue
+            try:
+                header = unpack_header(block, offset)
+            except FormatError:
+                continue
+            if header.date != date:
+                continue
+            if (
+                header.type == RecordType.INODE
+                and header.inumber == inumber
+                and not header.flags & DR_EXTATTRIBUTES
+            ):
+                self.last_offset = offset
+                return header
+            if 1 < (header.tapea - tapea) & 0xFFFFFFFF < 1 << 31:  # past it (c_tapea is 32 bits)
+                return None
+        return None
+
     def _skip_addressed(self, header: Header) -> None:
         if not 0 <= header.count <= TP_NINDIR:
             return

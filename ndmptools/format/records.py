@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ndmptools.errors import FormatError, MediaError
 from ndmptools.format.constants import TP_BSIZE
 from ndmptools.format.header import InodeInfo
-from ndmptools.media.base import EndOfMedium, Medium
+from ndmptools.media.base import EndOfMedium, Medium, NotSupported
 
 _ZERO_RECORD_CACHE: dict[int, bytes] = {}
 
@@ -322,6 +322,7 @@ class BlockReader:
     """
 
     STREAM_READ_SIZE = 1 << 20
+    SEEK_READ_SIZE = 64 << 10
     TAPE_READ_SIZE = 256 * TP_BSIZE + TP_BSIZE  # one more block tells a too-large record
 
     def __init__(self, medium: Medium) -> None:
@@ -336,6 +337,9 @@ class BlockReader:
         self._truncated_at: int | None = None  # where a stream ended mid-block
         self.on_volume_end: Callable[[], bool] | None = None
         self.on_volume_start: Callable[[memoryview, int], int] | None = None
+        self.reads = 0  # read calls on the medium: records, on a tape
+        self._stream_read_size = self.STREAM_READ_SIZE  # smaller just after a seek, then growing
+        self.bytes_from_medium = 0
 
     @property
     def offset(self) -> int:
@@ -348,8 +352,14 @@ class BlockReader:
         return self._blocks_before_volume + self.offset // TP_BSIZE
 
     def _read_chunk(self) -> bytes:
-        size = self.TAPE_READ_SIZE if self.medium.keeps_records else self.STREAM_READ_SIZE
+        if self.medium.keeps_records:
+            size = self.TAPE_READ_SIZE
+        else:
+            size = self._stream_read_size
+            self._stream_read_size = min(2 * size, self.STREAM_READ_SIZE)
         data = self.medium.read_record(size)
+        self.reads += 1
+        self.bytes_from_medium += len(data)
         if data and self.medium.keeps_records and self._chunk_start == 0:
             self.first_record_size = len(data)
         return data
@@ -428,6 +438,35 @@ class BlockReader:
             count -= take // TP_BSIZE
             skipped += take // TP_BSIZE
         return skipped
+
+    def seek(self, block: int, record_size: int) -> None:
+        """Go to 1 KiB block ``block`` of the current volume: read on to it when it is near
+        ahead (or the medium cannot seek), else seek to its record and skip to it there."""
+        here = self.offset // TP_BSIZE
+        ahead = block - here
+        if ahead >= 0 and (ahead * TP_BSIZE <= len(self._chunk) - self._pos + self.medium.seek_distance):
+            self.skip_blocks(ahead)
+            return
+        try:
+            start = self.medium.seek_block(block, record_size)
+        except NotSupported:
+            if ahead < 0:
+                raise
+            self.skip_blocks(ahead)
+            return
+        self._chunk = memoryview(b"")
+        self._pos = 0
+        self._chunk_start = start * TP_BSIZE
+        self._stream_read_size = self.SEEK_READ_SIZE  # a file or two may be all that is wanted here
+        self.at_end = False
+        self.skip_blocks(block - start)
+
+    def go_to_volume(self, volume: int) -> None:
+        """Leave the rest of this volume unread and load the next ones up to ``volume``."""
+        while self.volume < volume:
+            self._chunk_start += len(self._chunk)
+            if not self._change_volume():
+                raise FormatError(f"the dump ends before its volume {volume}", self.offset)
 
     def _next_chunk(self) -> bool:
         if self._truncated_at is not None:

@@ -64,6 +64,7 @@ class Medium(Protocol):
     keeps_records: bool
     size_hint: int | None  # bytes there are to read, when the backend knows (for progress)
     max_record_size: int | None  # the largest record the device takes; None: no limit
+    seek_distance: int  # bytes ahead that are cheaper to read on through than to seek over
     early_warning: bool  # the last write passed the end-of-tape warning: change volume soon
 
     def write_record(self, record: bytes | memoryview) -> None:
@@ -86,6 +87,14 @@ class Medium(Protocol):
     def tell(self) -> Position: ...
 
     def seek(self, position: Position) -> None: ...
+
+    def seek_block(self, block: int, record_size: int) -> int:
+        """Go to the record of the current dump (tape file) that holds 1 KiB block ``block``.
+
+        Records are ``record_size`` bytes from the dump's start on this volume.
+        Returns the block the next read begins with (the record's first block,
+        on a tape). NotSupported where the medium cannot seek (a pipe).
+        """
 
     def next_volume(self, volume: int, description: str) -> bool:
         """Unload this volume and load volume number ``volume``; False when there is none."""
@@ -116,6 +125,7 @@ class MediumBase:
     keeps_records = False
     size_hint: int | None = None
     max_record_size: int | None = None
+    seek_distance = 1 << 20
     early_warning = False
 
     def write_filemark(self, count: int = 1) -> None:
@@ -135,6 +145,9 @@ class MediumBase:
         raise NotSupported(f"{self.name} has no position")
 
     def seek(self, position: Position) -> None:
+        raise NotSupported(f"{self.name} cannot seek")
+
+    def seek_block(self, block: int, record_size: int) -> int:
         raise NotSupported(f"{self.name} cannot seek")
 
     def next_volume(self, volume: int, description: str) -> bool:

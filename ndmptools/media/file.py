@@ -14,7 +14,7 @@ import stat
 import sys
 
 from ndmptools.errors import MediaError
-from ndmptools.media.base import KiB, MediumBase, Position, Prompt
+from ndmptools.media.base import KiB, MediumBase, NotSupported, Position, Prompt
 
 _STDIO = "-"
 
@@ -114,6 +114,16 @@ class FileMedium(MediumBase):
             os.lseek(self._fd, position.record_number * KiB, os.SEEK_SET)
         except OSError as err:
             raise MediaError(f"cannot seek in {self.name}: {_describe(err)}") from err
+
+    def seek_block(self, block: int, record_size: int) -> int:
+        """A plain file holds one dump from byte 0: any block is a seek away (not on a pipe)."""
+        if self._mode != "r" or self.size_hint is None:
+            raise NotSupported(f"{self.name} cannot seek")
+        try:
+            os.lseek(self._fd, block * KiB, os.SEEK_SET)
+        except OSError as err:
+            raise NotSupported(f"cannot seek in {self.name}: {_describe(err)}") from err
+        return block
 
     @classmethod
     def open(cls, spec: str, mode: str) -> FileMedium:

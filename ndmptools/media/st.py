@@ -24,7 +24,7 @@ MTIOCTOP = 0x40086D01  # _IOW('m', 1, struct mtop)
 MTIOCGET = 0x80306D02  # _IOR('m', 2, struct mtget)
 MTIOCPOS = 0x80086D03  # _IOR('m', 3, struct mtpos)
 MTFSF, MTBSF, MTFSR, MTBSR, MTWEOF, MTREW, MTOFFL, MTNOP = 1, 2, 3, 4, 5, 6, 7, 8
-MTEOM, MTSETBLK, MTLOAD = 12, 20, 30
+MTEOM, MTSETBLK, MTSEEK, MTLOAD = 12, 20, 22, 30
 GMT_EOF, GMT_BOT, GMT_EOT = 0x80000000, 0x40000000, 0x20000000
 GMT_EOD, GMT_WR_PROT, GMT_ONLINE, GMT_DR_OPEN = 0x08000000, 0x04000000, 0x01000000, 0x00040000
 
@@ -101,6 +101,7 @@ class ScsiTape(MediumBase):
 
     keeps_records = True
     READY_WAIT_SECONDS = 120
+    seek_distance = 64 << 20  # a locate takes seconds: tens of MB stream by faster
 
     def __init__(
         self,
@@ -269,6 +270,25 @@ class ScsiTape(MediumBase):
             self._op(MTFSF, position.file_number)
         if position.record_number:
             self._op(MTFSR, position.record_number)
+
+    def seek_block(self, block: int, record_size: int) -> int:
+        """Locate the record within the current file: MTSEEK when the drive says where it is
+        (MTIOCPOS), else spacing records forward or back from the record it is at."""
+        per_record = max(1, record_size // KiB)
+        record = block // per_record
+        here = self._status()[6]  # mt_blkno: the record number within the current file
+        if here < 0:
+            raise NotSupported(f"{self.path} lost track of its position")
+        delta = record - here
+        if delta:
+            try:
+                position = bytearray(MTPOS.size)
+                self.ops.ioctl(self._fd, MTIOCPOS, position)
+                (logical,) = MTPOS.unpack(position)
+                self._op(MTSEEK, logical + delta)
+            except (OSError, MediaError):
+                self._op(MTFSR if delta > 0 else MTBSR, abs(delta))
+        return record * per_record
 
     # -- volumes ------------------------------------------------------------------------------
 

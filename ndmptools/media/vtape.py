@@ -20,7 +20,15 @@ import re
 import struct
 
 from ndmptools.errors import MediaError
-from ndmptools.media.base import EndOfMedium, MediumBase, NotSupported, Position, Prompt, RecordTooLarge
+from ndmptools.media.base import (
+    EndOfMedium,
+    KiB,
+    MediumBase,
+    NotSupported,
+    Position,
+    Prompt,
+    RecordTooLarge,
+)
 
 TAPE_MARK = 0
 END_OF_MEDIUM = 0xFFFFFFFF
@@ -62,6 +70,7 @@ class VirtualTape(MediumBase):
         self._offset = 0
         self._file = 0
         self._record = 0
+        self._file_start = 0  # byte offset of the current tape file's first record
         self._dirty = False  # written since the last positioning: the tape ends here
         self._last_was_record = False
         self.early_warning = False
@@ -85,6 +94,7 @@ class VirtualTape(MediumBase):
                 self._offset += 4
                 self._file += 1
                 self._record = 0
+                self._file_start = self._offset
                 return b""
             if word & BAD_RECORD:
                 raise MediaError(f"{self.name}: a record marked bad at byte {self._offset}")
@@ -113,6 +123,7 @@ class VirtualTape(MediumBase):
                 self._offset += 4
                 self._file += 1
                 self._record = 0
+                self._file_start = self._offset
                 return 0
             length = word & 0x00FFFFFF
             self._offset += 8 + length + (length & 1)
@@ -159,6 +170,7 @@ class VirtualTape(MediumBase):
             self._offset += 4
             self._file += 1
             self._record = 0
+            self._file_start = self._offset
         self._dirty = True
         self._last_was_record = False
 
@@ -178,7 +190,7 @@ class VirtualTape(MediumBase):
 
     def rewind(self) -> None:
         self._finish_writing()
-        self._offset = self._file = self._record = 0
+        self._offset = self._file = self._record = self._file_start = 0
         self.early_warning = False
 
     def space_files(self, count: int) -> None:
@@ -216,6 +228,28 @@ class VirtualTape(MediumBase):
                 raise MediaError(
                     f"{self.name}: no record {position.record_number} in file {position.file_number}"
                 )
+
+    def seek_block(self, block: int, record_size: int) -> int:
+        """Go to a record of the current file: straight there when its records are all one size.
+
+        A dump's records are; the frame found there (its length word, and the
+        trailer of the record before) confirms the guess, else the records
+        are stepped over one by one from the file's start.
+        """
+        if self.mode != "r":
+            raise NotSupported(f"{self.name} is open for writing")
+        per_record = max(1, record_size // KiB)
+        record = block // per_record
+        frame = 8 + record_size + (record_size & 1)
+        guess = self._file_start + record * frame
+        if self._word_at(guess) == record_size and (record == 0 or self._word_at(guess - 4) == record_size):
+            self._offset, self._record = guess, record
+            return record * per_record
+        self._offset, self._record = self._file_start, 0
+        for _ in range(record):
+            if self._skip_record() != 1:
+                raise MediaError(f"{self.name}: no record {record} in file {self._file}")
+        return record * per_record
 
     def is_blank(self) -> bool:
         first = self._word_at(0)
@@ -396,6 +430,9 @@ class VirtualLibrary(MediumBase):
 
     def seek(self, position: Position) -> None:
         self.tape.seek(position)
+
+    def seek_block(self, block: int, record_size: int) -> int:
+        return self.tape.seek_block(block, record_size)
 
     def close(self) -> None:
         self.tape.close()

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ndmptools.engine.metadata import apply_to_fd, apply_to_name
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
-from ndmptools.engine.restore.catalog import Catalog, Link, read_catalog, show
+from ndmptools.engine.restore.catalog import (
+    Catalog,
+    Link,
+    build_catalog,
+    read_catalog,
+    read_directories,
+    show,
+)
+from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
 from ndmptools.engine.restore.target import Refused, TargetTree
 from ndmptools.errors import FormatError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
 from ndmptools.media.base import Medium
+from ndmptools.state.catalog import FileCatalog
+from ndmptools.state.history import History
 
 _PATH_MAX = 4096
 
@@ -40,6 +50,9 @@ class RestoreResult:
     restored: int  # non-directory inodes restored
     not_restored: int
     stats: RunStats
+    direct: bool = False  # read by direct access, from the file history's places
+    media_reads: int = 0  # reads from the medium (records, on a tape)
+    media_bytes: int = 0  # bytes read from the medium
 
     def as_dict(self) -> dict:
         return {
@@ -54,6 +67,9 @@ class RestoreResult:
             "bytes": self.stats.bytes,
             "seconds": round(self.stats.seconds, 3),
             "warnings": self.stats.warnings,
+            "direct": self.direct,
+            "media_reads": self.media_reads,
+            "media_bytes": self.media_bytes,
         }
 
 
@@ -139,22 +155,40 @@ class Restorer:
 
     # -- stage 3 ------------------------------------------------------------------------
 
-    def extract(self) -> None:
+    def extract(self, headers: Iterator[Header] | None = None) -> None:
+        """Stage 3 over ``headers`` (direct access), or over the rest of the media in order."""
         self.run.reporter.phase("stage 3: data")
-        header = self.catalog.first_file
+        if headers is None:
+            headers = self._media_order()
         try:
-            while header is not None:
+            for header in headers:
                 self._extract_one(header)
                 self._report_progress()
-                header = self.reader.next_inode()
         finally:
             self._report_progress()
         self._account_for_missing()
 
+    def _media_order(self) -> Iterator[Header]:
+        header = self.catalog.first_file
+        while header is not None:
+            yield header
+            header = self.reader.next_inode()
+
     def _report_progress(self) -> None:
-        offset = self.reader.blocks.offset
-        self.run.reporter.advance(offset - self._progress_offset)
-        self._progress_offset = offset
+        read = self.reader.blocks.bytes_from_medium
+        self.run.reporter.advance(read - self._progress_offset)
+        self._progress_offset = read
+
+    def give_up(self, ino: int, why: str) -> None:
+        """Inode ``ino`` cannot be restored: say so for its first name, and drop its empty file."""
+        links = [link for link in self.catalog.links.pop(ino, []) if link.parent not in self.failed_dirs]
+        if not links:
+            return
+        self.not_restored += 1
+        self.warn_entry(self.catalog.path_of(links[0]), why)
+        placeholder = self.placeholders.pop(ino, None)
+        if placeholder is not None:
+            self.target.remove(placeholder.parent, placeholder.name)
 
     def _extract_one(self, header: Header) -> None:
         ino = header.inumber
@@ -313,17 +347,34 @@ def _reason(why: BaseException) -> str:
     return str(why)
 
 
-def run_restore(options: RestoreOptions, medium: Medium, run: RunContext) -> RestoreResult:
-    """Restore from ``medium`` into ``options.target``."""
+def run_restore(
+    options: RestoreOptions, medium: Medium, run: RunContext, history: History | None = None
+) -> RestoreResult:
+    """Restore from ``medium`` into ``options.target``.
+
+    With PATHs, and a file history of this dump in ``history``, only the
+    places of what the paths need are read (direct access), unless
+    ``options.direct`` is off; otherwise the media is read front to back.
+    """
     reader = DumpReader(medium, run.warn)
     run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
-    catalog = read_catalog(reader, options.paths, run)
+    volume = reader.read_volume_start()
+    direct = _direct_access(options, reader, volume, history, run)
+    if direct is not None:
+        catalog = build_catalog(direct.read_directories(volume, run), options.paths, run)
+        catalog.data_bytes = direct.data_bytes
+    else:
+        catalog = build_catalog(read_directories(reader, run, volume), options.paths, run)
     target = TargetTree(options.target)
     restorer = Restorer(catalog, reader, target, run)
     try:
         restorer.create_directories_and_files()
         try:
-            restorer.extract()
+            if direct is not None:
+                run.reporter.phase("stage 3: data", total_bytes=direct.data_bytes)
+                restorer.extract(direct.file_headers(set(catalog.links), restorer.give_up))
+            else:
+                restorer.extract()
         except FormatError as err:
             restorer.drop_unfinished_placeholders()
             restorer.set_directory_attributes()
@@ -335,7 +386,7 @@ def run_restore(options: RestoreOptions, medium: Medium, run: RunContext) -> Res
         target.close()
     volume = catalog.volume.header
     run.stats.entries = restorer.restored + len(catalog.directories)
-    run.stats.bytes = reader.blocks.blocks_read * TP_BSIZE
+    run.stats.bytes = reader.blocks.bytes_from_medium if direct else reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return RestoreResult(
         target=options.target,
@@ -347,7 +398,25 @@ def run_restore(options: RestoreOptions, medium: Medium, run: RunContext) -> Res
         restored=restorer.restored,
         not_restored=restorer.not_restored,
         stats=run.stats,
+        direct=direct is not None,
+        media_reads=reader.blocks.reads,
+        media_bytes=reader.blocks.bytes_from_medium,
     )
+
+
+def _direct_access(
+    options: RestoreOptions, reader: DumpReader, volume, history: History | None, run: RunContext
+) -> DirectAccess | None:
+    """Direct access when PATHs are asked for and this dump has a file history here."""
+    if not options.paths or not options.direct:
+        return None
+    if any(normalize(p) == b"" for p in options.paths):
+        return None  # the whole dump: read it in order
+    record = history_of_media(history, volume)
+    if record is None:
+        run.note("no file history of this dump here: reading the media from the start")
+        return None
+    return DirectAccess(reader, record, FileCatalog(history.db), options.paths)
 
 
 @dataclass(frozen=True)
@@ -356,6 +425,16 @@ class ListedEntry:
     inode: int
     type: str
     size: int
+    mtime: int | None = None  # from here on: only in a listing from the file history
+    volume: int | None = None
+    file_number: int | None = None
+    record: int | None = None
+
+    def as_dict(self) -> dict:
+        found = {"path": self.path, "inode": self.inode, "type": self.type, "size": self.size}
+        if self.volume is not None:
+            found.update(mtime=self.mtime, volume=self.volume, file=self.file_number, record=self.record)
+        return found
 
 
 _TYPE_NAMES = {
@@ -409,3 +488,45 @@ def run_list(
     run.stats.bytes = reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return run.stats
+
+
+def run_catalog_list(
+    options: ListOptions, history: History, run: RunContext, emit: Callable[[ListedEntry], None]
+) -> RunStats:
+    """``restore -t --catalog``: a dump's entries from its file history, without the media.
+
+    The dump is the latest with a file history recorded on ``options.file``
+    (the Nth there with ``options.file_number``); the order is the media's.
+    """
+    from ndmptools.engine.chain import dump_on_media
+
+    record = dump_on_media(history, options.file, options.file_number)
+    catalog = FileCatalog(history.db)
+    if options.paths:
+        wanted = [normalize(p) for p in options.paths]
+        entries = [e for e in catalog.select(record.id, wanted) if _under_any(e.path, wanted)]
+    else:
+        entries = catalog.entries(record.id)
+    listed = 0
+    for entry in entries:
+        place = place_of(entry.tapea, record)
+        emit(
+            ListedEntry(
+                show(entry.path),
+                entry.ino,
+                type_name(entry.mode),
+                entry.size,
+                entry.mtime_ns // 1_000_000_000,
+                place.volume,
+                place.file_number,
+                place.record,
+            )
+        )
+        listed += 1
+    run.stats.entries = listed
+    run.stats.stop()
+    return run.stats
+
+
+def _under_any(path: bytes, roots: list[bytes]) -> bool:
+    return any(not root or path == root or path.startswith(root + b"/") for root in roots)

@@ -67,6 +67,7 @@ class Catalog:
     links: dict[int, list[Link]] = field(default_factory=dict)
     full: bool = True  # the whole dump, not a selection
     first_file: Header | None = None  # the first non-directory header, for stage 3
+    data_bytes: int | None = None  # the selected files' size, when the file history says
 
     def path_of(self, link: Link) -> bytes:
         parent = self.by_ino[link.parent].path
@@ -83,9 +84,12 @@ class MediaDirectories:
     first_file: Header | None
 
 
-def read_directories(reader: DumpReader, run: RunContext) -> MediaDirectories:
-    """The volume start and the directories (pass III) of a dump."""
-    volume = reader.read_volume_start()
+def read_directories(
+    reader: DumpReader, run: RunContext, volume: VolumeStart | None = None
+) -> MediaDirectories:
+    """The volume start (unless read already) and the directories (pass III) of a dump."""
+    if volume is None:
+        volume = reader.read_volume_start()
     contents: dict[int, bytes] = {}
     infos: dict[int, InodeInfo] = {}
     header = reader.next_inode()
