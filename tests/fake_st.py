@@ -42,12 +42,14 @@ class FakeStDriver(st.TapeOps):
         shelf: list[FakeCartridge] | None = None,
         max_block: int = 256 * 1024,
         busy: bool = False,
+        locate: bool = True,
     ) -> None:
         self.loaded = loaded
         self.shelf = list(shelf or [])
         self.unloaded: list[FakeCartridge] = []
         self.max_block = max_block
         self.busy = busy
+        self.locate = locate  # MTIOCPOS and MTSEEK work (most drives); off: only record spacing
         self.pos = 0  # index into loaded.items
         self.open_fd: int | None = None
         self.last_was_write = False
@@ -130,6 +132,9 @@ class FakeStDriver(st.TapeOps):
             self._operation(op, count)
         elif request == st.MTIOCGET:
             arg[:] = st.MTGET.pack(0x72, 0, 0, self._gstat(), 0, *self._file_and_block())
+        elif request == st.MTIOCPOS and self.locate:
+            self.calls.append("tell")
+            arg[:] = st.MTPOS.pack(self.pos)  # SCSI logical objects: records and filemarks alike
         elif request == st.SG_IO:
             self._sg_io(arg)
         else:
@@ -209,6 +214,10 @@ class FakeStDriver(st.TapeOps):
             self.pos = max(self.pos - count, 0)
         elif op == st.MTEOM:
             self.pos = len(tape.items)
+        elif op == st.MTSEEK and self.locate:
+            if not 0 <= count <= len(tape.items):
+                raise OSError(errno.EIO, "Input/output error")
+            self.pos = count
         else:
             raise OSError(errno.EINVAL, "Invalid argument")
 

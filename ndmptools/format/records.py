@@ -322,7 +322,7 @@ class BlockReader:
     """
 
     STREAM_READ_SIZE = 1 << 20
-    SEEK_READ_SIZE = 64 << 10
+    SEEK_READ_SIZE = 32 << 10
     TAPE_READ_SIZE = 256 * TP_BSIZE + TP_BSIZE  # one more block tells a too-large record
 
     def __init__(self, medium: Medium) -> None:
@@ -338,7 +338,7 @@ class BlockReader:
         self.on_volume_end: Callable[[], bool] | None = None
         self.on_volume_start: Callable[[memoryview, int], int] | None = None
         self.reads = 0  # read calls on the medium: records, on a tape
-        self._stream_read_size = self.STREAM_READ_SIZE  # smaller just after a seek, then growing
+        self._stream_read_size = self.SEEK_READ_SIZE  # small at first and after a seek, then growing
         self.bytes_from_medium = 0
 
     @property

@@ -125,7 +125,7 @@ class MediumBase:
     keeps_records = False
     size_hint: int | None = None
     max_record_size: int | None = None
-    seek_distance = 1 << 20
+    seek_distance = 64 << 10  # files and virtual tapes seek for nothing: read on only within a chunk
     early_warning = False
 
     def write_filemark(self, count: int = 1) -> None:

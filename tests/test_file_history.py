@@ -1,0 +1,329 @@
+"""File history (HIST=Y), `restore -t --catalog`, `chain find`, and direct access restore (DAR).
+
+The catalog is checked against what the media hold (ndmptools' own listing of
+the same dump), and every direct-access restore against the tree it came
+from, byte for byte, on files, pipes, virtual tape libraries spanning
+cartridges, the st driver (through the fake at the ioctl seam, with and
+without MTSEEK), a catalog that lies, and a dump that was killed and restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from ndmptools.engine.dump import run_dump
+from ndmptools.engine.options import DumpOptions, RestoreOptions
+from ndmptools.engine.progress import RunContext
+from ndmptools.engine.restore import run_restore
+from ndmptools.engine.treediff import compare_trees
+from ndmptools.media.st import MTFSR, MTSEEK, ScsiTape
+from ndmptools.state.db import StateDB
+from ndmptools.state.history import History
+from tests.fake_st import FakeCartridge, FakeStDriver
+from tests.test_restart import _cli, _killed_dump, _the_one_context, volume  # noqa: F401 - a fixture
+
+KiB = 1024
+
+
+def _tree(root) -> None:
+    """Forty-odd files over a few directories, a big one, a sparse one, links of both kinds."""
+    rng = random.Random(7)
+    for d in ("etc", "home/alice", "home/bob/notes", "var/log"):
+        os.makedirs(root / d)
+    for i in range(30):
+        (root / "home" / "alice" / f"doc{i:02d}.txt").write_bytes(rng.randbytes(rng.randrange(0, 60_000)))
+    for i in range(10):
+        (root / "var" / "log" / f"syslog.{i}").write_bytes(rng.randbytes(20_000))
+    (root / "etc" / "app.conf").write_bytes(b"answer = 42\n")
+    (root / "home" / "bob" / "notes" / "plan.md").write_bytes(b"# plan\n")
+    (root / "home" / "bob" / "big.bin").write_bytes(rng.randbytes(2_500_000))
+    with open(root / "home" / "bob" / "sparse", "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(6 << 20)
+        f.write(b"far out\n")
+    os.link(root / "etc" / "app.conf", root / "home" / "alice" / "app.conf")
+    os.symlink("../etc/app.conf", root / "home" / "conf-link")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    _tree(root)
+    return root
+
+
+class Run:
+    """The real command in a new process, with a state directory of its own."""
+
+    def __init__(self, tmp_path, ndmptools) -> None:
+        self.state = str(tmp_path / "state")
+        self.ndmptools = ndmptools
+
+    def __call__(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.ndmptools("--state-dir", self.state, *args, **kw)
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.ndmptools.ok("--state-dir", self.state, *args, **kw)
+
+    def json(self, *args: str, **kw):
+        done = self("--json", *args, **kw)
+        assert done.returncode in (0, 1), done.stderr.decode(errors="replace")
+        return json.loads(done.stdout)
+
+    def ndmptools_args(self) -> list[str]:
+        return [sys.executable, "-m", "ndmptools", "--state-dir", self.state]
+
+    def sql(self, query: str, *params):
+        with sqlite3.connect(os.path.join(self.state, "ndmptools.db")) as db:
+            return db.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def run(tmp_path, ndmptools) -> Run:
+    return Run(tmp_path, ndmptools)
+
+
+def _listing(entries) -> set:
+    return {(e["path"], e["inode"], e["type"], e["size"]) for e in entries}
+
+
+def _same_file(a, b) -> None:
+    with open(a, "rb") as first, open(b, "rb") as second:
+        assert first.read() == second.read(), (a, b)
+
+
+# -- the file history --------------------------------------------------------------------------
+
+
+def test_the_catalog_lists_what_the_media_hold_at_level_0_and_1(tree, tmp_path, run):
+    run.ok("dump", "-f", str(tmp_path / "d0"), str(tree))
+    media = run.json("restore", "-t", "-f", str(tmp_path / "d0"))
+    catalog = run.json("restore", "-t", "--catalog", "-f", str(tmp_path / "d0"))
+    assert _listing(catalog) == _listing(media) and len(media) > 50
+    assert {e["path"] for e in catalog} >= {"etc/app.conf", "home/alice/app.conf", "home/conf-link"}
+    assert all(e["volume"] == 1 and e["file"] == 1 and e["record"] >= 0 for e in catalog)
+    assert os.path.getsize(tmp_path / "d0") > 0
+
+    (tree / "home" / "bob" / "notes" / "plan.md").write_bytes(b"# plan, revised\n")
+    (tree / "var" / "log" / "syslog.0").unlink()
+    (tree / "home" / "carol").mkdir()
+    (tree / "home" / "carol" / "new").write_bytes(b"new\n")
+    run.ok("dump", "-level", "1", "-f", str(tmp_path / "d1"), str(tree))
+    media = run.json("restore", "-t", "-f", str(tmp_path / "d1"))
+    catalog = run.json("restore", "-t", "--catalog", "-f", str(tmp_path / "d1"))
+    assert _listing(catalog) == _listing(media)
+    paths = {e["path"] for e in catalog}
+    assert {"home/bob/notes/plan.md", "home/carol/new"} <= paths
+    assert "home/alice/doc00.txt" not in paths  # unchanged: not on this dump's media
+
+    # Only what is asked for, and the text form carries the place.
+    some = run.json("restore", "-t", "--catalog", "-f", str(tmp_path / "d0"), "home/bob")
+    assert {e["path"] for e in some} == {
+        "home/bob",
+        "home/bob/notes",
+        "home/bob/notes/plan.md",
+        "home/bob/big.bin",
+        "home/bob/sparse",
+    }
+    text = run.ok("restore", "-t", "--catalog", "-f", str(tmp_path / "d0"), "etc").stdout.decode()
+    assert "1:1:" in text and "etc/app.conf" in text
+
+
+def test_no_history_keeps_nothing_and_says_so(tree, tmp_path, run):
+    run.ok("dump", "--no-history", "-f", str(tmp_path / "d0"), str(tree))
+    assert run.sql("SELECT COUNT(*) FROM catalog_names") == [(0,)]
+    refused = run("restore", "-t", "--catalog", "-f", str(tmp_path / "d0"))
+    assert refused.returncode == 9
+    assert refused.stderr.decode().count("\n") == 1 and b"no dump with a file history" in refused.stderr
+    found = run("chain", "find", "*.conf", str(tree))
+    assert found.returncode == 1 and b"1 dump(s)" in found.stderr and b"not searched" in found.stderr
+    # A restore of PATHs without a file history reads the whole dump, and says so.
+    done = run.json("restore", "-f", str(tmp_path / "d0"), "--target", str(tmp_path / "r"), "etc")
+    assert done["direct"] is False
+    _same_file(tree / "etc" / "app.conf", tmp_path / "r" / "etc" / "app.conf")
+
+
+def test_a_failed_dump_leaves_no_file_history(tree, tmp_path, run):
+    failed = run("dump", "--no-prompt", "--capacity", "1M", "-f", str(tmp_path / "small.tap"), str(tree))
+    assert failed.returncode == 5, failed.stderr
+    assert run.sql("SELECT status FROM dumps") == [("failed",)]
+    assert run.sql("SELECT COUNT(*) FROM catalog_names") == [(0,)]
+    assert run.sql("SELECT COUNT(*) FROM catalog_inodes") == [(0,)]
+
+
+def test_a_dump_that_is_no_base_still_has_its_file_history(tree, tmp_path, run):
+    run.ok("dump", "--no-update", "-f", str(tmp_path / "d0"), str(tree))
+    assert run("dump", "-level", "1", "-f", str(tmp_path / "d1"), str(tree)).returncode == 9
+    found = run.json("chain", "find", "plan.md", str(tree))
+    assert [m["path"] for m in found["matches"]] == ["home/bob/notes/plan.md"]
+
+
+def test_chain_find_names_the_dumps_that_hold_a_path(tree, tmp_path, run):
+    run.ok("dump", "-f", str(tmp_path / "d0"), str(tree))
+    (tree / "etc" / "app.conf").write_bytes(b"answer = 43\n")
+    run.ok("dump", "-level", "1", "-f", str(tmp_path / "d1"), str(tree))
+    found = run.json("chain", "find", "app.conf", str(tree))
+    by_level = sorted((m["level"], m["path"]) for m in found["matches"])
+    # Two names of one changed inode, in both dumps; the level 1 holds it because it changed.
+    assert by_level == [
+        (0, "etc/app.conf"),
+        (0, "home/alice/app.conf"),
+        (1, "etc/app.conf"),
+        (1, "home/alice/app.conf"),
+    ]
+    assert {m["media"] for m in found["matches"]} == {str(tmp_path / "d0"), str(tmp_path / "d1")}
+    # With a '/', the pattern is the whole path; '*' crosses directories.
+    found = run.json("chain", "find", "home/*/plan.md", str(tree))
+    assert [(m["level"], m["path"]) for m in found["matches"]] == [(0, "home/bob/notes/plan.md")]
+    found = run.json("chain", "find", "doc0[0-2].txt", str(tree))
+    assert sorted(m["path"] for m in found["matches"]) == [f"home/alice/doc0{i}.txt" for i in range(3)]
+    none = run("chain", "find", "*.nothing", str(tree))
+    assert none.returncode == 1 and b"Nothing matching" in none.stdout
+    table = run.ok("chain", "find", "plan.md", str(tree)).stdout.decode()
+    assert "home/bob/notes/plan.md" in table and "Level" in table
+
+
+# -- direct access restore ----------------------------------------------------------------------
+
+
+def test_direct_access_from_a_file_reads_a_sliver_and_restores_the_same(tree, tmp_path, run):
+    dump = tmp_path / "d0"
+    run.ok("dump", "-b", "16", "-f", str(dump), str(tree))
+    size = os.path.getsize(dump)
+    paths = ["home/bob/notes", "etc/app.conf", "home/bob/sparse"]
+    direct = run.json("restore", "-f", str(dump), "--target", str(tmp_path / "dar"), *paths)
+    scan = run.json("restore", "--no-direct", "-f", str(dump), "--target", str(tmp_path / "scan"), *paths)
+    assert direct["direct"] is True and scan["direct"] is False
+    assert direct["restored"] == scan["restored"] == 3 and direct["warnings"] == []
+    assert direct["media_bytes"] < size / 5 and scan["media_bytes"] >= size
+    for top in ("home", "etc"):  # the target's own times are its own in a partial restore
+        assert compare_trees(str(tmp_path / "scan" / top), str(tmp_path / "dar" / top))[1] == []
+    for p in ("home/bob/notes/plan.md", "etc/app.conf", "home/bob/sparse"):
+        _same_file(tree / p, tmp_path / "dar" / p)
+    assert not (tmp_path / "dar" / "home" / "alice").exists()
+    # Through a pipe there is no seeking: it reads on to each place, and gets the same.
+    with open(dump, "rb") as stdin:
+        piped = subprocess.run(
+            [
+                *run.ndmptools_args(),
+                "--json",
+                "restore",
+                "-f",
+                "-",
+                "--target",
+                str(tmp_path / "pipe"),
+                *paths,
+            ],
+            stdin=stdin,
+            capture_output=True,
+        )
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["direct"] is True
+    for top in ("home", "etc"):
+        assert compare_trees(str(tmp_path / "scan" / top), str(tmp_path / "pipe" / top))[1] == []
+
+
+def test_direct_access_across_the_cartridges_of_a_library(tree, tmp_path, run):
+    library = f"vtape:{tmp_path / 'lib'}"
+    run.ok("dump", "-b", "16", "--capacity", "1M", "-f", library, str(tree))
+    cartridges = sorted(os.listdir(tmp_path / "lib"))
+    assert len(cartridges) >= 4
+    scan = run.json("restore", "-t", "-f", library)
+    records = sum(os.path.getsize(tmp_path / "lib" / c) for c in cartridges) // (16 * KiB)
+    places = {e["path"]: e for e in run.json("restore", "-t", "--catalog", "-f", library)}
+    assert places["home/bob/big.bin"]["volume"] < places["var/log/syslog.9"]["volume"]
+    assert _listing(places.values()) == _listing(scan)
+    # A small file on the last cartridges, and a big one that spans several.
+    done = run.json(
+        "restore", "-f", library, "--target", str(tmp_path / "r"), "var/log/syslog.9", "home/bob/big.bin"
+    )
+    assert done["direct"] is True and done["warnings"] == [] and done["restored"] == 2
+    _same_file(tree / "var/log/syslog.9", tmp_path / "r" / "var/log/syslog.9")
+    _same_file(tree / "home/bob/big.bin", tmp_path / "r" / "home/bob/big.bin")
+    big_records = 2_500_000 // (16 * KiB)
+    assert done["media_reads"] < big_records + 30 < records  # the big file, and little else
+    alone = run.json("restore", "-f", library, "--target", str(tmp_path / "r2"), "var/log/syslog.9")
+    assert alone["media_reads"] < 15 and alone["warnings"] == []
+    _same_file(tree / "var/log/syslog.9", tmp_path / "r2" / "var/log/syslog.9")
+
+
+@pytest.mark.parametrize("locate", [True, False], ids=["mtseek", "record-spacing"])
+def test_direct_access_on_a_tape_drive_locates_or_spaces(tree, tmp_path, locate):
+    db = StateDB(str(tmp_path / "state"))
+    history = History(db)
+    cartridge = FakeCartridge()
+    writer = FakeStDriver(cartridge)
+    run_dump(
+        DumpOptions(path=str(tree), file="/dev/nst0", blocking_factor=16, state_dir=str(tmp_path / "state")),
+        lambda: ScsiTape("/dev/nst0", "w", ops=writer),
+        RunContext(),
+        history,
+    )
+    reader = FakeStDriver(cartridge, locate=locate)
+    tape = ScsiTape("/dev/nst0", "r", ops=reader)
+    tape.seek_distance = 16 * KiB  # a real drive streams 64 MiB rather than locate: this dump is 4 MiB
+    run = RunContext()
+    result = run_restore(
+        RestoreOptions(file="/dev/nst0", target=str(tmp_path / "r"), paths=("var/log/syslog.7", "etc")),
+        tape,
+        run,
+        history,
+    )
+    db.close()
+    assert result.direct and run.stats.warnings == [] and result.restored == 2
+    _same_file(tree / "var/log/syslog.7", tmp_path / "r" / "var/log/syslog.7")
+    _same_file(tree / "etc/app.conf", tmp_path / "r" / "etc/app.conf")
+    records = sum(1 for item in cartridge.items if item is not None)
+    assert result.media_reads < records / 3
+    moves = [c for c in reader.calls if c.startswith(f"op{MTSEEK}:" if locate else f"op{MTFSR}:")]
+    assert moves, reader.calls
+
+
+def test_a_file_history_that_does_not_match_the_media_restores_nothing_wrong(tree, tmp_path, run):
+    dump = tmp_path / "d0"
+    run.ok("dump", "-f", str(dump), str(tree))
+    places = {e["path"]: e for e in run.json("restore", "-t", "--catalog", "-f", str(dump))}
+    wrong = places["home/alice/doc05.txt"]["inode"]
+    elsewhere = run.sql("SELECT tapea FROM catalog_inodes WHERE ino = ?", places["var/log/syslog.3"]["inode"])
+    run.sql("UPDATE catalog_inodes SET tapea = ? WHERE ino = ?", elsewhere[0][0], wrong)
+    done = run("--json", "restore", "-f", str(dump), "--target", str(tmp_path / "r"), "home/alice/doc05.txt")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["restored"] == 0 and result["not_restored"] == 1
+    assert "not found where the file history places it" in result["warnings"][0]
+    assert not (tmp_path / "r" / "home" / "alice" / "doc05.txt").exists()
+    scan = run.json(
+        "restore", "--no-direct", "-f", str(dump), "--target", str(tmp_path / "s"), "home/alice/doc05.txt"
+    )
+    assert scan["warnings"] == []
+    _same_file(tree / "home/alice/doc05.txt", tmp_path / "s" / "home/alice/doc05.txt")
+
+
+@pytest.mark.root
+def test_a_restarted_dump_has_a_whole_file_history_and_direct_access_works(volume, tmp_path):  # noqa: F811
+    state = tmp_path / "state"
+    library = ["--capacity", "1M", "-f", f"vtape:{tmp_path / 'lib'}"]
+    killed = _killed_dump(state, 175, True, "-b", "16", "--checkpoint-interval", "0", *library, str(volume))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    context = _the_one_context(state)
+    restarted = _cli(state, "dump", "--restart", context["context_id"], *library)
+    assert restarted.returncode == 0, restarted.stderr
+    spec = f"vtape:{tmp_path / 'lib'}"
+    media = json.loads(_cli(state, "--json", "restore", "-t", "-f", spec).stdout)
+    catalog = json.loads(_cli(state, "--json", "restore", "-t", "--catalog", "-f", spec).stdout)
+    assert _listing(catalog) == _listing(media)
+    paths = ["a/f00", "a/f39", "c/big", "c/sparse", "c/second-name", "a/deep"]
+    done = _cli(state, "--json", "restore", "-f", spec, "--target", str(tmp_path / "r"), *paths)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["direct"] is True
+    for p in ("a/f00", "a/f39", "c/big", "c/sparse", "c/second-name", "a/deep/tiny"):
+        _same_file(volume / p, tmp_path / "r" / p)
