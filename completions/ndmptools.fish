@@ -52,7 +52,7 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
                 set skip 1
-            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-C' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
+            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
         end
     end
@@ -168,7 +168,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'f' -l 'file' 
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 's' -l 'file-number' -x -d 'Tapes: restore the Nth dump on the tape (1 is the first).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
-complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'C' -l 'target' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Directory to restore into (created if missing).'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'D' -l 'target' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Directory to restore into (created if missing).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 't' -l 'list' -d 'List path, inode, type and size of each entry instead of restoring.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'catalog' -d 'With -t: list the dump from its file history in the state directory, without reading MEDIA.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-direct' -d 'Read the whole dump even when the file history could take a restore of PATHs straight to their places on MEDIA (DIRECT=N).'

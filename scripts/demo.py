@@ -54,7 +54,7 @@ def main() -> int:
     build_sample_tree(source)
     STATE.append(os.path.join(base, "state"))
     run("dump", "-level", "0", "-f", image, source)
-    run("restore", "-f", image, "-C", restored)
+    run("restore", "-f", image, "-D", restored)
     run("restore", "-t", "-f", image)
     print("$ compare", source, restored, flush=True)
     return subprocess.run([sys.executable, "-m", "ndmptools.engine.treediff", source, restored]).returncode

@@ -40,7 +40,7 @@ def test_summary_line_and_quiet(tmp_path, ndmptools, small_tree):
     assert note.startswith("ndmptools: note: dumping the live tree of")
     assert line.startswith("dump: ") and " entries, " in line and " s (" in line and "MiB/s)" in line
     assert ndmptools.ok("dump", "-q", "-f", str(tmp_path / "d"), small_tree).stderr == b""
-    done = ndmptools.ok("-q", "restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+    done = ndmptools.ok("-q", "restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
     assert done.stderr == b""
 
 
@@ -49,7 +49,7 @@ def test_json_results(tmp_path, ndmptools, small_tree):
     assert dumped["level"] == 0 and dumped["path"] == small_tree and dumped["blocking_factor"] == 64
     assert dumped["bytes"] == os.path.getsize(tmp_path / "d") and dumped["warnings"] == []
     restored = json.loads(
-        ndmptools.ok("--json", "restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r")).stdout
+        ndmptools.ok("--json", "restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r")).stdout
     )
     assert restored["restored"] == dumped["inodes"] - dumped["directories"]
     listing = json.loads(ndmptools.ok("restore", "-t", "-f", str(tmp_path / "d"), "--json").stdout)
@@ -82,15 +82,15 @@ def test_json_cannot_share_stdout_with_the_dump(ndmptools, small_tree):
     ("args", "code", "words"),
     [
         (["dump", "-f", "{tmp}/x", "{tmp}/no-such-dir"], 4, "no such file"),
-        (["restore", "-f", "{tmp}/no-such-file", "-C", "{tmp}/r"], 5, "cannot open"),
-        (["restore", "-f", "{tmp}/garbage", "-C", "{tmp}/r"], 6, "not a dump"),
-        (["restore", "-f", "{tmp}/empty", "-C", "{tmp}/r"], 6, "empty"),
+        (["restore", "-f", "{tmp}/no-such-file", "-D", "{tmp}/r"], 5, "cannot open"),
+        (["restore", "-f", "{tmp}/garbage", "-D", "{tmp}/r"], 6, "not a dump"),
+        (["restore", "-f", "{tmp}/empty", "-D", "{tmp}/r"], 6, "empty"),
         (["restore", "-t", "-f", "{tmp}/garbage"], 6, "not a dump"),
         (["dump", "-level", "32", "-f", "{tmp}/x", "{tmp}"], 2, "0<=x<=31"),
         (["dump", "-level", "1", "-f", "{tmp}/x", "{tmp}"], 9, "a level 0 is needed"),
         (["dump", "-L", "a-label-that-is-too-long", "-f", "{tmp}/x", "{tmp}"], 2, "15 bytes"),
-        (["restore", "-f", "{tmp}/garbage", "-C", "{tmp}/garbage"], 2, "is a file"),
-        (["restore", "-f", "{tmp}/valid", "-C", "/proc/ndmptools-cannot-be-here"], 7, "cannot restore into"),
+        (["restore", "-f", "{tmp}/garbage", "-D", "{tmp}/garbage"], 2, "is a file"),
+        (["restore", "-f", "{tmp}/valid", "-D", "/proc/ndmptools-cannot-be-here"], 7, "cannot restore into"),
         (["dump", "-f", "/proc/ndmptools-cannot-be-here", "{tmp}/garbage"], 5, "cannot create"),
     ],
 )
@@ -109,7 +109,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(args, code, words, tmp_path, 
 
 def test_debug_shows_the_traceback(tmp_path, ndmptools):
     (tmp_path / "garbage").write_bytes(b"x" * 4096)
-    done = ndmptools("--debug", "restore", "-f", str(tmp_path / "garbage"), "-C", str(tmp_path / "r"))
+    done = ndmptools("--debug", "restore", "-f", str(tmp_path / "garbage"), "-D", str(tmp_path / "r"))
     assert done.returncode == 6
     assert b"Traceback" in done.stderr and b"FormatError" in done.stderr
 
@@ -197,7 +197,7 @@ def test_click_wiring_in_process(cli_runner, tmp_path, small_tree):
     assert result.exit_code == 0, result.output
     result = cli_runner.invoke(
         cli,
-        ["restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"), "sub"],
+        ["restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"), "sub"],
         obj=App(),
         catch_exceptions=False,
     )

@@ -253,7 +253,7 @@ def test_bash_completes_paths_for_the_options_that_take_them(tmp_path):
     script = os.path.join(COMPLETIONS, "ndmptools.bash")
     got = bash_complete(script, ["ndmptools", "dump", "-f", "arch"], str(tmp_path))
     assert sorted(got) == ["archdir", "archive.dump"]
-    assert bash_complete(script, ["ndmptools", "restore", "-C", "arch"], str(tmp_path)) == ["archdir"]
+    assert bash_complete(script, ["ndmptools", "restore", "-D", "arch"], str(tmp_path)) == ["archdir"]
     assert bash_complete(script, ["ndmptools", "dump", "-level", "arch"], str(tmp_path)) == []
 
 

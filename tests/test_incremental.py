@@ -132,7 +132,7 @@ EXACT = CompareRules(compare_holes=False)  # snapshots are cp -a copies: their h
 def test_restore_r_follows_the_tree_dump_by_dump(six_levels, tmp_path):
     target = str(tmp_path / "restored")
     for image, snapshot in zip(six_levels.dumps, six_levels.snapshots, strict=True):
-        six_levels.ok("restore", "-q", "-r", "-f", image, "-C", target)
+        six_levels.ok("restore", "-q", "-r", "-f", image, "-D", target)
         _, problems = compare_trees(snapshot, target, EXACT)
         assert not problems, (image, problems)
     _, problems = compare_trees(str(six_levels.tree), target)  # the final tree, holes and all
@@ -158,7 +158,7 @@ def test_the_plan_applies_the_whole_chain_in_one_run(six_levels, tmp_path):
     target = str(tmp_path / "planned")
     plan = json.loads(six_levels.ok("chain", "plan", str(six_levels.tree), "--json").stdout)
     assert [step["level"] for step in plan] == [0, 1, 2, 3, 4, 5]
-    six_levels.ok("restore", "-q", "-r", "--plan", str(six_levels.tree), "-C", target)
+    six_levels.ok("restore", "-q", "-r", "--plan", str(six_levels.tree), "-D", target)
     assert compare_trees(str(six_levels.tree), target)[1] == []
 
 
@@ -168,25 +168,25 @@ def test_a_plan_to_an_earlier_date(six_levels, tmp_path):
     plan = json.loads(six_levels.ok("chain", "plan", str(six_levels.tree), "--at", at, "--json").stdout)
     assert [step["level"] for step in plan] == [0, 1, 2]
     target = str(tmp_path / "then")
-    six_levels.ok("restore", "-q", "-r", "--plan", str(six_levels.tree), "--at", at, "-C", target)
+    six_levels.ok("restore", "-q", "-r", "--plan", str(six_levels.tree), "--at", at, "-D", target)
     assert compare_trees(six_levels.snapshots[2], target, EXACT)[1] == []
 
 
 def test_out_of_order_and_missing_dumps_are_refused(six_levels, tmp_path):
     target = str(tmp_path / "order")
-    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[2], "-C", target)
+    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[2], "-D", target)
     assert done.returncode == 9
     line = done.stderr.decode().strip()
     assert "holds no restore of this chain" in line and "level-1 dump" in line and "dump-1-level-1" in line
-    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[0], "-C", target)
-    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[2], "-C", target)
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[0], "-D", target)
+    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[2], "-D", target)
     assert done.returncode == 9
     assert b"is based on the level-1 dump" in done.stderr and b"apply it first" in done.stderr
-    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[1], "-C", target)
-    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[2], "-C", target)
-    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[1], "-C", target)  # applied already
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[1], "-D", target)
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[2], "-D", target)
+    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[1], "-D", target)  # applied already
     assert done.returncode == 9 and b"the chain has moved past it" in done.stderr
-    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[0], "-C", target)
+    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[0], "-D", target)
     assert done.returncode == 9 and b"already holds a restore" in done.stderr
 
 
@@ -197,7 +197,7 @@ def test_an_incremental_holds_only_what_changed(six_levels, tmp_path):
     assert "d/keep" in paths  # a name of it went away: its link count (its inode) changed
     assert "q" not in paths and "x/now-a-dir" not in paths and "a/f1-renamed" not in paths  # unchanged
     # A plain restore of an incremental gives what it holds, without a word about the rest.
-    done = six_levels.run("restore", "-f", six_levels.dumps[5], "-C", str(tmp_path / "plain"))
+    done = six_levels.run("restore", "-f", six_levels.dumps[5], "-D", str(tmp_path / "plain"))
     assert done.returncode == 0 and b"warning" not in done.stderr
     assert (tmp_path / "plain" / "a" / "big").stat().st_size == 1000
     assert "." in paths and "a" in paths  # the root, and the directory leading to a/big

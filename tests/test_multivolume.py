@@ -82,7 +82,7 @@ def volume_files(library, tmp_path_factory) -> list[str]:
 def test_three_volumes_in_a_library_restore_byte_identical(big_tree, library, ndmptools, tmp_path):
     assert sorted(os.listdir(library)) == ["000001.tap", "000002.tap", "000003.tap"]
     assert all(os.path.getsize(os.path.join(library, c)) <= 400 * KiB for c in os.listdir(library))
-    ndmptools.ok("restore", "-f", f"vtape:{library}", "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", f"vtape:{library}", "-D", str(tmp_path / "r"))
     assert compare_trees(big_tree, str(tmp_path / "r"))[1] == []
 
 
@@ -115,25 +115,25 @@ def test_debian_restore_reads_the_volumes_as_files(big_tree, volume_files, tmp_p
 
 def test_ndmptools_reads_volumes_given_as_files(big_tree, volume_files, ndmptools, tmp_path):
     args = [a for path in volume_files for a in ("-f", path)]
-    ndmptools.ok("restore", *args, "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", *args, "-D", str(tmp_path / "r"))
     assert compare_trees(big_tree, str(tmp_path / "r"))[1] == []
 
 
 def test_a_missing_volume_is_named(volume_files, ndmptools, tmp_path):
     done = ndmptools(
-        "restore", "--no-prompt", "-f", volume_files[0], "-f", volume_files[1], "-C", str(tmp_path / "r")
+        "restore", "--no-prompt", "-f", volume_files[0], "-f", volume_files[1], "-D", str(tmp_path / "r")
     )
     assert done.returncode == 5
     assert b"continues on volume 3" in done.stderr and b"Traceback" not in done.stderr
 
 
 def test_volumes_out_of_order_or_from_another_dump_are_refused(volume_files, ndmptools, tmp_path, small_tree):
-    done = ndmptools("restore", "-f", volume_files[0], "-f", volume_files[2], "-C", str(tmp_path / "r"))
+    done = ndmptools("restore", "-f", volume_files[0], "-f", volume_files[2], "-D", str(tmp_path / "r"))
     assert done.returncode == 6
     assert b"volume 3 was loaded but volume 2 comes next" in done.stderr
     other = tmp_path / "other.dump"
     ndmptools.ok("dump", "-f", str(other), small_tree)
-    done = ndmptools("restore", "-f", volume_files[0], "-f", str(other), "-C", str(tmp_path / "r2"))
+    done = ndmptools("restore", "-f", volume_files[0], "-f", str(other), "-D", str(tmp_path / "r2"))
     assert done.returncode == 6
     assert b"belongs to another dump" in done.stderr or b"volume 1 was loaded" in done.stderr
 
@@ -147,9 +147,9 @@ def test_dumps_appended_to_one_tape_and_picked_by_number(tmp_path, ndmptools):
         build_tree_from_spec(str(tree), {f"dump-{n}": bytes([n]) * 5000})
         ndmptools.ok("dump", *(["--append"] if n else []), "-f", tape, str(tree))
     for n in range(3):
-        ndmptools.ok("restore", "-f", tape, "-s", str(n + 1), "-C", str(tmp_path / f"r{n}"))
+        ndmptools.ok("restore", "-f", tape, "-s", str(n + 1), "-D", str(tmp_path / f"r{n}"))
         assert os.listdir(tmp_path / f"r{n}") == [f"dump-{n}"]
-    done = ndmptools("restore", "-f", tape, "-s", "9", "-C", str(tmp_path / "none"))
+    done = ndmptools("restore", "-f", tape, "-s", "9", "-D", str(tmp_path / "none"))
     assert done.returncode == 5 and b"holds 3 dumps" in done.stderr
     done = ndmptools("dump", "--append", "-f", str(tmp_path / "plain.dump"), str(tmp_path / "t0"))
     assert done.returncode == 5 and b"cannot be appended" in done.stderr
@@ -169,7 +169,7 @@ def test_a_record_size_mismatch_is_a_clear_error(tmp_path, ndmptools, small_tree
     _write_tap(
         tape, [data[i : i + 8 * KiB] for i in range(0, len(data), 8 * KiB)]
     )  # same bytes, 8 KiB records
-    done = ndmptools("restore", "-f", tape, "-C", str(tmp_path / "r"))
+    done = ndmptools("restore", "-f", tape, "-D", str(tmp_path / "r"))
     assert done.returncode == 6
     line = done.stderr.decode().strip()
     assert "record-size mismatch" in line and "16 KiB" in line and "8192 bytes" in line
@@ -178,7 +178,7 @@ def test_a_record_size_mismatch_is_a_clear_error(tmp_path, ndmptools, small_tree
 def test_records_too_large_for_the_reader_name_both_sizes(tmp_path, ndmptools):
     tape = str(tmp_path / "big.tap")
     _write_tap(tape, [b"\0" * 512 * KiB])
-    done = ndmptools("restore", "-f", tape, "-C", str(tmp_path / "r"))
+    done = ndmptools("restore", "-f", tape, "-D", str(tmp_path / "r"))
     assert done.returncode == 5
     assert b"records of 512 KiB" in done.stderr and b"at most 257 KiB" in done.stderr
 

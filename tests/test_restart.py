@@ -157,9 +157,9 @@ def test_a_dump_killed_in_pass_iv_restarts_and_restores_whole(
         files = [str(tmp_path / v) for v in ("vol001", "vol002") if (tmp_path / v).exists()]
         if interval in (0, 3600):  # a restart from nothing on media is the whole dump, on one volume
             assert len(files) == (2 if interval == 0 else 1)
-        ndmptools.ok("restore", *[a for f in files for a in ("-f", f)], "-C", str(target))
+        ndmptools.ok("restore", *[a for f in files for a in ("-f", f)], "-D", str(target))
     else:
-        ndmptools.ok("restore", "-f", f"vtape:{tmp_path / 'lib'}", "-C", str(target))
+        ndmptools.ok("restore", "-f", f"vtape:{tmp_path / 'lib'}", "-D", str(target))
     _same(volume, target)
     if medium == "file" and kill_after % 3 == 0 and (tmp_path / "vol001").exists():
         debian = tmp_path / "debian"
@@ -182,7 +182,7 @@ def test_a_restart_killed_in_turn_restarts_again(volume, tmp_path, ndmptools):
     ndmptools.ok(
         "--state-dir", str(state), "dump", "--restart", context[:8], "--capacity", CARTRIDGE, "-f", lib
     )
-    ndmptools.ok("restore", "-f", lib, "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", lib, "-D", str(tmp_path / "r"))
     _same(volume, tmp_path / "r")
     # The restarted dump is complete, and a base for the next level.
     shown = json.loads(_cli(state, "chain", "show", "--json", str(volume)).stdout)
@@ -253,7 +253,7 @@ def test_busy_contexts_refuse_delete_and_restart_and_sigterm_leaves_one(volume, 
     (tmp_path / "vol001").write_bytes(bytes(received))
     ndmptools.ok("--state-dir", str(state), "dump", "--restart", context, "-f", str(tmp_path / "vol002"))
     ndmptools.ok(
-        "restore", "-f", str(tmp_path / "vol001"), "-f", str(tmp_path / "vol002"), "-C", str(tmp_path / "r")
+        "restore", "-f", str(tmp_path / "vol001"), "-f", str(tmp_path / "vol002"), "-D", str(tmp_path / "r")
     )
     _same(volume, tmp_path / "r")
 
@@ -312,7 +312,7 @@ def test_the_end_of_the_last_tape_leaves_a_context(volume, tmp_path, ndmptools):
     for n, tap in enumerate((first, tmp_path / "b.tap"), start=1):
         volumes += ["-f", str(tmp_path / f"vol{n:03d}")]
         (tmp_path / f"vol{n:03d}").write_bytes(b"".join(_records(str(tap))))
-    ndmptools.ok("restore", *volumes, "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", *volumes, "-D", str(tmp_path / "r"))
     _same(volume, tmp_path / "r")
 
 

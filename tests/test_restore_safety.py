@@ -13,7 +13,7 @@ def _restore(ndmptools, image: bytes, tmp_path, *paths: str):
     dump = tmp_path / "crafted.dump"
     dump.write_bytes(image)
     target = tmp_path / "target"
-    return ndmptools("restore", "-f", str(dump), "-C", str(target), *paths), target
+    return ndmptools("restore", "-f", str(dump), "-D", str(target), *paths), target
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def assert_same(source: str, restored: str, rules: CompareRules | None = None) -
 
 def test_every_entry_type_round_trips(sample_tree, sample_dump, ndmptools, tmp_path):
     target = tmp_path / "restored"
-    done = ndmptools.ok("restore", "-f", sample_dump, "-C", str(target))
+    done = ndmptools.ok("restore", "-f", sample_dump, "-D", str(target))
     assert b"restore:" in done.stderr
     # nanosecond times, atime too: dump reads with O_NOATIME and restore sets both
     assert_same(sample_tree, str(target), CompareRules(compare_atime=True))
@@ -30,7 +30,7 @@ def test_holes_stay_holes_on_media_and_after_restore(sample_tree, sample_dump, t
     # The 5 GiB file holds 16 bytes of data: on media it costs a few headers, not gigabytes.
     assert os.path.getsize(sample_dump) < 64 << 20
     target = tmp_path / "r"
-    ndmptools.ok("restore", "-f", sample_dump, "-C", str(target), "over-4GiB", "sparse-middle")
+    ndmptools.ok("restore", "-f", sample_dump, "-D", str(target), "over-4GiB", "sparse-middle")
     big = os.stat(target / "over-4GiB")
     assert big.st_size == 5 * GiB + 123
     assert big.st_blocks * 512 < 1 << 20
@@ -46,7 +46,7 @@ def test_blocking_factors_round_trip(blocking_factor, tmp_path, ndmptools, small
     image = tmp_path / "b.dump"
     ndmptools.ok("dump", "-b", str(blocking_factor), "-f", str(image), small_tree)
     assert image.stat().st_size % (blocking_factor * 1024) == 0
-    ndmptools.ok("restore", "-f", str(image), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(image), "-D", str(tmp_path / "r"))
     assert_same(small_tree, str(tmp_path / "r"))
 
 
@@ -70,21 +70,21 @@ def test_stdout_and_stdin(tmp_path, ndmptools, small_tree):
     dumped = ndmptools.ok("dump", "-f", "-", small_tree)
     assert len(dumped.stdout) % (64 * 1024) == 0
     assert dumped.stdout[24:28] == (60012).to_bytes(4, "little")
-    ndmptools.ok("restore", "-f", "-", "-C", str(tmp_path / "r"), input=dumped.stdout)
+    ndmptools.ok("restore", "-f", "-", "-D", str(tmp_path / "r"), input=dumped.stdout)
     assert_same(small_tree, str(tmp_path / "r"))
 
 
 def test_subtree_is_the_root_of_the_dump(sample_tree, tmp_path, ndmptools):
     image = tmp_path / "sub.dump"
     ndmptools.ok("dump", "-f", str(image), os.path.join(sample_tree, "dir"))
-    ndmptools.ok("restore", "-f", str(image), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(image), "-D", str(tmp_path / "r"))
     assert_same(os.path.join(sample_tree, "dir"), str(tmp_path / "r"))
 
 
 def test_single_file_dump(sample_tree, tmp_path, ndmptools):
     image = tmp_path / "one.dump"
     ndmptools.ok("dump", "-f", str(image), os.path.join(sample_tree, "dir", "medium"))
-    ndmptools.ok("restore", "-f", str(image), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(image), "-D", str(tmp_path / "r"))
     assert sorted(os.listdir(tmp_path / "r")) == ["medium"]
     _, problems = compare_trees(os.path.join(sample_tree, "dir"), str(tmp_path / "r"))
     # The dump's root is the file's directory (its attributes), holding that one file.
@@ -96,7 +96,7 @@ def test_restore_named_paths_only(sample_tree, sample_dump, tmp_path, ndmptools)
     target = tmp_path / "r"
     os.makedirs(target)
     os.chmod(target, 0o751)
-    ndmptools.ok("restore", "-f", sample_dump, "-C", str(target), "dir/sub", "./one-byte", "/hard-c")
+    ndmptools.ok("restore", "-f", sample_dump, "-D", str(target), "dir/sub", "./one-byte", "/hard-c")
     found = sorted(
         os.path.relpath(os.path.join(d, n), target)
         for d, dirs, files in os.walk(target)
@@ -126,7 +126,7 @@ def test_a_mounted_file_system_below_the_path_is_not_crossed(tmp_path, ndmptools
         ndmptools.ok("dump", "-f", str(image), str(tree))
     finally:
         subprocess.run(["umount", str(tree / "mnt")], check=True)
-    ndmptools.ok("restore", "-f", str(image), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(image), "-D", str(tmp_path / "r"))
     assert (tmp_path / "r" / "mnt").is_dir()
     assert os.listdir(tmp_path / "r" / "mnt") == []
 
@@ -148,7 +148,7 @@ def test_times_the_format_cannot_hold_are_clamped_with_a_warning(tmp_path, ndmpt
     done = ndmptools("dump", "-f", str(tmp_path / "d"), str(tree))
     assert done.returncode == 1
     assert b"from-1960: a time outside 1970-2106" in done.stderr
-    ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
     assert os.stat(tmp_path / "r" / "from-1960").st_mtime_ns == 0
 
 
@@ -186,7 +186,7 @@ def test_a_directory_of_more_than_512_blocks(tmp_path, ndmptools):
 
     sizes = {e["path"]: e["size"] for e in json.loads(listing)}
     assert sizes["big"] > 512 * 1024 and len(sizes) == 30_002
-    ndmptools.ok("restore", "-q", "-f", str(image), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-q", "-f", str(image), "-D", str(tmp_path / "r"))
     assert len(os.listdir(tmp_path / "r" / "big")) == 30_000
 
 
@@ -205,7 +205,7 @@ def test_a_full_target_loses_the_file_but_not_the_stream(tmp_path, ndmptools):
     target.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], check=True)
     try:
-        done = ndmptools("restore", "-f", str(image), "-C", str(target))
+        done = ndmptools("restore", "-f", str(image), "-D", str(target))
         assert done.returncode == 1, done.stderr
         assert b"a-too-big: cannot write: No space left on device; not restored" in done.stderr
         assert not (target / "a-too-big").exists()  # no partial file left looking whole

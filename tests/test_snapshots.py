@@ -51,12 +51,12 @@ def test_a_dump_takes_a_snapshot_and_removes_it(btrfs, tmp_path, ndmptools):
     assert json.loads(done.stdout)["snapshot"] == "snapshot_for_backup.0"
     assert snapshots_of(btrfs) == []
     assert b"live tree" not in done.stderr
-    ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+    ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
     assert sorted(os.listdir(tmp_path / "r")) == ["f", "sub"]  # not the .snapshot directory
     assert compare_trees(str(btrfs / "sub"), str(tmp_path / "r" / "sub"))[1] == []
     second = ndmptools("--state-dir", state, "dump", "--json", "-f", str(tmp_path / "d2"), str(btrfs / "sub"))
     assert json.loads(second.stdout)["snapshot"] == "snapshot_for_backup.1"  # counting up, a subtree too
-    ndmptools.ok("restore", "-f", str(tmp_path / "d2"), "-C", str(tmp_path / "r2"))
+    ndmptools.ok("restore", "-f", str(tmp_path / "d2"), "-D", str(tmp_path / "r2"))
     assert os.listdir(tmp_path / "r2") == ["g"]
 
 
@@ -113,7 +113,7 @@ def test_a_named_snapshot_is_used_and_kept(btrfs, tmp_path, ndmptools):
         (btrfs / "f").write_bytes(b"changed after the snapshot\n")
         ndmptools.ok("dump", "--snapshot", "before-change", "-f", str(tmp_path / "d"), str(btrfs))
         assert snapshots_of(btrfs) == ["before-change"]
-        ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+        ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
         assert (tmp_path / "r" / "f").read_bytes() == b"first\n"
         done = ndmptools("dump", "--snapshot", "no-such", "-f", str(tmp_path / "x"), str(btrfs))
         assert done.returncode == 10 and b"there is no snapshot no-such" in done.stderr
@@ -398,7 +398,7 @@ def test_lvm_for_real(tmp_path, ndmptools):
             done = ndmptools("dump", "--json", "-f", str(tmp_path / "d"), str(mnt))
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["snapshot"].startswith("snapshot_for_backup.")
-            ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+            ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
             assert (tmp_path / "r" / "file").read_bytes() == b"on lvm\n"
         finally:
             subprocess.run(["umount", str(mnt)], check=True)
@@ -430,7 +430,7 @@ def test_zfs_for_real(tmp_path, ndmptools):
         (tmp_path / "pool" / "file").write_bytes(b"on zfs\n")
         done = ndmptools("dump", "--json", "-f", str(tmp_path / "d"), str(tmp_path / "pool"))
         assert done.returncode == 0, done.stderr
-        ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-C", str(tmp_path / "r"))
+        ndmptools.ok("restore", "-f", str(tmp_path / "d"), "-D", str(tmp_path / "r"))
         assert (tmp_path / "r" / "file").read_bytes() == b"on zfs\n"
         snaps = subprocess.run(
             ["zfs", "list", "-H", "-t", "snapshot", "-o", "name"], capture_output=True, text=True

@@ -127,7 +127,7 @@ def plan(app: App, path: str, at: float | None) -> int:
     Examples:
       ndmptools chain plan /home
       ndmptools chain plan /home --at "2026-11-20 18:00"
-      ndmptools restore -r --plan /home -C /srv/restored
+      ndmptools restore -r --plan /home -D /srv/restored
     """
     from ndmptools.engine import chain as chains
 

@@ -35,7 +35,7 @@ from ndmptools.errors import StateError
 )
 @media_options
 @click.option(
-    "-C",
+    "-D",
     "--target",
     default=".",
     show_default=True,
@@ -103,12 +103,12 @@ def restore(
 
     \b
     Examples:
-      ndmptools restore -f /backup/home.dump -C /srv/restored
-      ndmptools restore -f /backup/home.dump -C /tmp/r alice/notes.txt
-      ndmptools restore -f /dev/nst0 -s 2 -C /srv/restored
+      ndmptools restore -f /backup/home.dump -D /srv/restored
+      ndmptools restore -f /backup/home.dump -D /tmp/r alice/notes.txt
+      ndmptools restore -f /dev/nst0 -s 2 -D /srv/restored
       ndmptools restore -t -f vtape:/backup/lib --json
-      ndmptools restore -r -f home-0.dump -C /srv/home; ndmptools restore -r -f home-1.dump -C /srv/home
-      ndmptools restore -r --plan /home --at "2026-11-20 18:00" -C /srv/home
+      ndmptools restore -r -f home-0.dump -D /srv/home; ndmptools restore -r -f home-1.dump -D /srv/home
+      ndmptools restore -r --plan /home --at "2026-11-20 18:00" -D /srv/home
     """
     if plan_path is not None or incremental:
         if list_only or paths:
