@@ -50,9 +50,9 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools devices/--state-dir'
                 set skip 1
-            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
+            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/-E' 'ndmptools dump/--env' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
                 set skip 1
-            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
+            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
         end
     end
@@ -154,6 +154,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot' -x -d 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot PATH; auto picks from its file system, none dumps it live.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'restart' -x -d 'Go on with the interrupted dump of this context (see `ndmptools contexts`), as its next volume on MEDIA; PATH and the dump options come from the context.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'checkpoint-interval' -x -d 'How often pass IV records how far it is, for a restart; 0 after every record.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'E' -l 'env' -x -d 'An NDMP environment variable (FILESYSTEM, HIST, LEVEL, UPDATE); Y/N also as T/F. Repeatable.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print the result as JSON on standard output.'
@@ -172,6 +173,9 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'D' -l 'target
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 't' -l 'list' -d 'List path, inode, type and size of each entry instead of restoring.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'catalog' -d 'With -t: list the dump from its file history in the state directory, without reading MEDIA.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-direct' -d 'Read the whole dump even when the file history could take a restore of PATHs straight to their places on MEDIA (DIRECT=N).'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'rename' -x -d 'Restore OLD (a path in the dump) as NEW (a path in DIR), EXTRACT=E; repeatable.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'force' -d 'Skip the check for room (the data plus 100 MiB, and inodes) before writing (FORCE=Y); the restore stops cleanly when DIR fills up.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'E' -l 'env' -x -d 'An NDMP environment variable (DIRECT, EXTRACT, FORCE); Y/N also as T/F. Repeatable.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'r' -l 'incremental' -d 'Apply a dump of an increment chain on top of the earlier ones restored into DIR.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'plan' -x -d 'Apply, with -r, every dump `ndmptools chain plan PATH` lists, in order (needs no -f).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'at' -x -d 'With --plan: PATH as it was at this date.'

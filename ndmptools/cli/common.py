@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ndmptools.cli.output import App
@@ -125,3 +127,44 @@ def open_history(app: App):
     from ndmptools.state.history import History
 
     return History(StateDB(app.state_dir))
+
+
+def environment_option(command: str):
+    """-E NAME=VALUE, repeatable: the NDMP-style environment ONTAP's dump takes."""
+    from ndmptools.engine.options import ENVIRONMENT
+
+    names = ", ".join(sorted(ENVIRONMENT[command]))
+    return click.option(
+        "-E",
+        "--env",
+        "environment",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help=f"An NDMP environment variable ({names}); Y/N also as T/F. Repeatable.",
+    )
+
+
+def environment_fields(
+    ctx: click.Context, command: str, pairs: tuple[str, ...], params: dict[str, tuple[str, object]]
+) -> dict[str, object]:
+    """The option fields -E sets; a flag given too must say the same thing.
+
+    ``params`` maps each field to the Click parameter that sets it and how that
+    parameter's value reads as the field's (``--no-history`` is HIST=N).
+    """
+    from ndmptools.engine.options import read_environment, variable_of
+
+    found = read_environment(command, pairs)
+    for field, value in found.items():
+        if field not in params:
+            continue
+        param, as_field = params[field]
+        if ctx.get_parameter_source(param) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        flagged = as_field(ctx.params[param])
+        if isinstance(value, str):  # a path: the same place however it is spelled
+            flagged, value = os.path.realpath(flagged), os.path.realpath(value)
+        if flagged != value:
+            flag = "--" + param.replace("_", "-") if param != "path" else "PATH"
+            raise click.UsageError(f"-E {variable_of(command, field)} and {flag} disagree")
+    return found

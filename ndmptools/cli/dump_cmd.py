@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from ndmptools.cli.common import media_options, media_request, open_history, output_options
+from ndmptools.cli.common import (
+    environment_fields,
+    environment_option,
+    media_options,
+    media_request,
+    open_history,
+    output_options,
+)
 from ndmptools.cli.output import App, ConsoleReporter, finish
 from ndmptools.engine.dump import DumpResult
 from ndmptools.engine.errors import UsageError
@@ -109,6 +116,7 @@ class SizeType(click.ParamType):
     metavar="SECONDS",
     help="How often pass IV records how far it is, for a restart; 0 after every record.",
 )
+@environment_option("dump")
 @media_options
 @click.argument("path", required=False, type=click.Path(file_okay=True, dir_okay=True))
 @output_options
@@ -128,6 +136,7 @@ def dump(
     snapshot_provider: str,
     restart: str | None,
     checkpoint_interval: float,
+    environment: tuple[str, ...],
     device: str | None,
     no_prompt: bool,
     path: str | None,
@@ -159,6 +168,23 @@ def dump(
       ndmptools dump --restart 330e6739 -f /backup/home.dump.2
     """
     app: App = ctx.obj
+    env = environment_fields(
+        ctx,
+        "dump",
+        environment,
+        {
+            "level": ("level", int),
+            "path": ("path", str),
+            "file_history": ("no_history", lambda v: not v),
+            "update": ("no_update", lambda v: not v),
+        },
+    )
+    if restart is not None and env:
+        raise click.UsageError("--restart takes the dump's options from its context: give no -E")
+    level = env.get("level", level)
+    path = env.get("path", path)
+    no_history = not env.get("file_history", not no_history)
+    no_update = not env.get("update", not no_update)
     if restart is not None:
         given = [
             name

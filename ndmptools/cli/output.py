@@ -9,7 +9,7 @@ from typing import TextIO
 
 import click
 
-from ndmptools.engine.progress import RunStats
+from ndmptools.engine.progress import RunStats, human_bytes
 
 
 class OutputClosed(Exception):
@@ -26,14 +26,6 @@ class App:
     debug: bool = False
     state_dir: str | None = None  # --state-dir / NDMPTOOLS_STATE_DIR; None: the default place
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class ConsoleReporter:
@@ -96,7 +88,7 @@ class ConsoleReporter:
 def summary_line(verb: str, stats: RunStats) -> str:
     """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)`` and the warnings, if any."""
     line = (
-        f"{verb}: {stats.entries:,} entries, {_human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
+        f"{verb}: {stats.entries:,} entries, {human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
         f"({stats.mib_per_second:.1f} MiB/s)"
     )
     if stats.warning_count:

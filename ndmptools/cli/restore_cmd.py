@@ -8,9 +8,17 @@ import time
 import click
 
 from ndmptools.cli.chain_cmd import DateType
-from ndmptools.cli.common import media_options, media_request, open_history, output_options
+from ndmptools.cli.common import (
+    environment_fields,
+    environment_option,
+    media_options,
+    media_request,
+    open_history,
+    output_options,
+)
 from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, summary_line
-from ndmptools.engine.options import ListOptions, RestoreOptions
+from ndmptools.engine.errors import TargetError
+from ndmptools.engine.options import ListOptions, RestoreOptions, check_extract
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import ListedEntry, RestoreResult
 from ndmptools.errors import StateError
@@ -63,6 +71,20 @@ from ndmptools.errors import StateError
     "to their places on MEDIA (DIRECT=N).",
 )
 @click.option(
+    "--rename",
+    "renames",
+    multiple=True,
+    metavar="OLD=NEW",
+    help="Restore OLD (a path in the dump) as NEW (a path in DIR), EXTRACT=E; repeatable.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Skip the check for room (the data plus 100 MiB, and inodes) before writing (FORCE=Y); "
+    "the restore stops cleanly when DIR fills up.",
+)
+@environment_option("restore")
+@click.option(
     "-r",
     "--incremental",
     is_flag=True,
@@ -77,9 +99,9 @@ from ndmptools.errors import StateError
 @click.option("--at", "at", type=DateType(), help="With --plan: PATH as it was at this date.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @output_options
-@click.pass_obj
+@click.pass_context
 def restore(
-    app: App,
+    ctx: click.Context,
     files: tuple[str, ...],
     file_number: int | None,
     device: str | None,
@@ -88,6 +110,9 @@ def restore(
     list_only: bool,
     from_catalog: bool,
     no_direct: bool,
+    renames: tuple[str, ...],
+    force: bool,
+    environment: tuple[str, ...],
     incremental: bool,
     plan_path: str | None,
     at: float | None,
@@ -110,9 +135,17 @@ def restore(
       ndmptools restore -r -f home-0.dump -D /srv/home; ndmptools restore -r -f home-1.dump -D /srv/home
       ndmptools restore -r --plan /home --at "2026-11-20 18:00" -D /srv/home
     """
+    app: App = ctx.obj
+    env = environment_fields(
+        ctx, "restore", environment, {"force": ("force", bool), "direct": ("no_direct", lambda v: not v)}
+    )
+    pairs = tuple(_rename_pair(text) for text in renames)
+    check_extract(env.get("extract"), paths, pairs)
+    force = env.get("force", force)
+    direct = env.get("direct", not no_direct)
     if plan_path is not None or incremental:
-        if list_only or paths:
-            raise click.UsageError("-r applies whole dumps: it takes no PATH and no -t")
+        if list_only or paths or pairs:
+            raise click.UsageError("-r applies whole dumps: it takes no PATH, no --rename and no -t")
         if plan_path is None and not files:
             raise click.UsageError("-r needs the dump to apply (-f) or a chain to apply (--plan PATH)")
         if plan_path is not None and files:
@@ -124,14 +157,41 @@ def restore(
         raise click.UsageError("Missing option '-f' / '--file'.")
     if from_catalog and not list_only:
         raise click.UsageError("--catalog goes with -t")
+    if list_only and (pairs or force):
+        raise click.UsageError("-t lists: --rename and --force go with a restore")
     media = dict(
         file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
     )
     if list_only:
         stats = run_list(ListOptions(paths=paths, **media), app, from_catalog)
         return 1 if stats.warning_count else 0
-    result = run_restore(RestoreOptions(target=target, paths=paths, direct=not no_direct, **media), app)
-    return finish(app, "restore", result.stats, result.as_dict())
+    options = RestoreOptions(target=target, paths=paths, direct=direct, renames=pairs, force=force, **media)
+    result = run_restore(options, app)
+    code = finish(app, "restore", result.stats, result.as_dict())
+    if result.stopped is not None:
+        click.echo(f"ndmptools: error: {stopped_line(result)}", file=app.stderr)
+        return TargetError.exit_code
+    return code
+
+
+def _rename_pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise click.UsageError(f"--rename takes OLD=NEW, not {text!r}")
+    return old, new
+
+
+def stopped_line(result: RestoreResult) -> str:
+    """What a restore that filled its target left undone, in one line."""
+    shown = result.unrestored[:3]
+    more = result.not_restored - len([p for p in shown if not p.endswith("/")])
+    listed = ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
+    return (
+        f"the restore stopped: the target is full ({result.stopped}); {result.restored:,} entries "
+        f"restored, {result.not_restored:,} not restored"
+        + (f": {listed}" if listed else "")
+        + " (--json lists them)"
+    )
 
 
 def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
@@ -140,11 +200,10 @@ def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
 
     reporter = ConsoleReporter(app)
     history = None
-    if options.paths and options.direct:  # the dump's file history takes the restore to its places
-        try:
-            history = open_history(app)
-        except StateError as err:
-            app.stderr.write(f"ndmptools: note: no file history ({err.message}): reading the whole dump\n")
+    try:  # the dump's file history: direct access to PATHs, and the size of the data to check
+        history = open_history(app)
+    except StateError as err:
+        app.stderr.write(f"ndmptools: note: no file history ({err.message})\n")
     try:
         with open_medium(media_request(options, "r")) as medium:
             return engine_restore(options, medium, RunContext(reporter), history)

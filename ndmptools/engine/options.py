@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ndmptools.engine.errors import UsageError
 from ndmptools.format.constants import DEFAULT_BLOCKING_FACTOR
 
 
@@ -42,6 +43,8 @@ class RestoreOptions:
     device: str | None = None
     prompt: bool = True
     direct: bool = True  # DIRECT=Y: with PATHs and a file history, read only their places on media
+    renames: tuple[tuple[str, str], ...] = ()  # EXTRACT=E: (OLD, NEW) pairs, each OLD restored at NEW
+    force: bool = False  # FORCE=Y: no check for room first; stop cleanly when the target is full
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,99 @@ class ListOptions:
     file_number: int | None = None
     device: str | None = None
     prompt: bool = True
+
+
+# -- the NDMP-style environment (-E NAME=VALUE) ------------------------------------------------
+
+_YES = {"Y": True, "T": True, "N": False, "F": False}  # ONTAP takes T and F for Y and N
+
+
+def _flag(value: str) -> bool:
+    if value.upper() not in _YES:
+        raise ValueError("Y or N")
+    return _YES[value.upper()]
+
+
+def _level(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 31:
+        raise ValueError("a level from 0 to 31")
+    return int(value)
+
+
+def _extract(value: str) -> str:
+    if value.upper() not in ("Y", "N", "E"):
+        raise ValueError("Y, N or E")
+    return value.upper()
+
+
+def _path(value: str) -> str:
+    if not value:
+        raise ValueError("a path")
+    return value
+
+
+# name -> (the option field it sets, how its value reads), per command
+ENVIRONMENT: dict[str, dict[str, tuple[str, object]]] = {
+    "dump": {
+        "LEVEL": ("level", _level),
+        "FILESYSTEM": ("path", _path),
+        "HIST": ("file_history", _flag),
+        "UPDATE": ("update", _flag),
+    },
+    "restore": {
+        "EXTRACT": ("extract", _extract),
+        "FORCE": ("force", _flag),
+        "DIRECT": ("direct", _flag),
+    },
+}
+
+
+def variable_of(command: str, field: str) -> str:
+    """The environment variable that sets option ``field`` of ``command`` (for messages)."""
+    return next(name for name, (f, _) in ENVIRONMENT[command].items() if f == field)
+
+
+def read_environment(command: str, pairs: tuple[str, ...] | list[str]) -> dict[str, object]:
+    """The option fields that ``-E NAME=VALUE`` pairs set for ``command``.
+
+    Names are case-insensitive; a name this command does not take (unknown,
+    or the other command's) is refused, and so is a name given twice with
+    different values. UsageError carries the one line to show.
+    """
+    known = ENVIRONMENT[command]
+    found: dict[str, object] = {}
+    given: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise UsageError(f"-E takes NAME=VALUE, not {pair!r}")
+        if name not in known:
+            other = next((c for c, names in ENVIRONMENT.items() if name in names), None)
+            hint = f" ({name} is for {other})" if other else ""
+            accepted = ", ".join(sorted(known))
+            raise UsageError(
+                f"{command} does not take the environment variable {name}{hint}: it takes {accepted}"
+            )
+        field, read = known[name]
+        try:
+            parsed = read(value.strip())
+        except ValueError as err:
+            raise UsageError(f"{name}={value}: the value must be {err}") from None
+        if field in found and found[field] != parsed:
+            raise UsageError(f"{name} is given twice, as {given[name]} and {value}")
+        found[field] = parsed
+        given[name] = value
+    return found
+
+
+def check_extract(extract: str | None, paths: tuple[str, ...], renames: tuple[tuple[str, str], ...]) -> None:
+    """EXTRACT=N restores the whole dump, Y the PATHs named, E the PATHs with --rename."""
+    if extract == "N" and (paths or renames):
+        raise UsageError("EXTRACT=N restores the whole dump: give no PATH and no --rename")
+    if extract == "Y" and renames:
+        raise UsageError("EXTRACT=Y restores PATHs as they are named: --rename needs EXTRACT=E")
+    if extract == "Y" and not paths:
+        raise UsageError("EXTRACT=Y restores the PATHs named: give at least one")
+    if extract == "E" and not renames:
+        raise UsageError("EXTRACT=E renames on the way: give --rename OLD=NEW")

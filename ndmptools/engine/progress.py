@@ -72,6 +72,15 @@ class RunStats:
         return self.bytes / (1 << 20) / self.seconds
 
 
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB': sizes as people read them, in messages and summaries."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 MAX_KEPT_WARNINGS = 1000
 
 

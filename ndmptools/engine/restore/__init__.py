@@ -13,21 +13,25 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ndmptools.engine.errors import UsageError
 from ndmptools.engine.metadata import apply_to_fd, apply_to_name
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
+from ndmptools.engine.restore import space
 from ndmptools.engine.restore.catalog import (
     Catalog,
     Link,
+    apply_renames,
     build_catalog,
     read_catalog,
     read_directories,
     show,
+    unsafe_name_reason,
 )
 from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
-from ndmptools.engine.restore.target import Refused, TargetTree
+from ndmptools.engine.restore.target import Refused, TargetTree, out_of_room
 from ndmptools.errors import FormatError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
@@ -37,6 +41,16 @@ from ndmptools.state.catalog import FileCatalog
 from ndmptools.state.history import History
 
 _PATH_MAX = 4096
+MAX_LISTED = 1000  # paths not restored that a result lists (the count is always whole)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 @dataclass
@@ -53,6 +67,9 @@ class RestoreResult:
     direct: bool = False  # read by direct access, from the file history's places
     media_reads: int = 0  # reads from the medium (records, on a tape)
     media_bytes: int = 0  # bytes read from the medium
+    stopped: str | None = None  # the target filled up: why and where the restore stopped
+    unrestored: list[str] = field(default_factory=list)  # the first MAX_LISTED paths not restored
+    needed: space.Need | None = None  # what the space check counted (None: --force)
 
     def as_dict(self) -> dict:
         return {
@@ -70,6 +87,11 @@ class RestoreResult:
             "direct": self.direct,
             "media_reads": self.media_reads,
             "media_bytes": self.media_bytes,
+            "stopped": self.stopped,
+            "unrestored": self.unrestored,
+            "needed": None
+            if self.needed is None
+            else {"data_bytes": self.needed.data_bytes, "inodes": self.needed.inodes},
         }
 
 
@@ -122,26 +144,63 @@ class Restorer:
         self.placeholders: dict[int, Link] = {}  # regular-file inode -> the name made in stage 2
         self.restored = 0
         self.not_restored = 0
+        self.unrestored: list[bytes] = []  # the first MAX_LISTED paths not restored, for the summary
+        self.full: str | None = None  # why the target has no room left; from then on nothing is made
+        self.full_in_stage = 0
+        self.stage = 1
+        self.lost_dirs: set[int] = set()  # directories not made because the target was full
         self._progress_offset = 0
 
     def warn_entry(self, path: bytes, why: str) -> None:
         self.run.warn(f"{show(path)}: {why}")
 
+    def lost(self, path: bytes, directory: bool = False) -> None:
+        """One more entry not restored (a directory is listed, its files are counted)."""
+        if not directory:
+            self.not_restored += 1
+        if len(self.unrestored) < MAX_LISTED:
+            self.unrestored.append(path + b"/" if directory else path)
+
+    def _refused(self, path: bytes, why: Refused | OSError) -> None:
+        """An entry could not be made: a warning, or, when the target is full, the stop."""
+        full = why.out_of_room if isinstance(why, Refused) else out_of_room(why)
+        if full:
+            if self.full is None:
+                reason = why.strerror if isinstance(why, OSError) else str(why).rsplit(": ", 1)[-1]
+                self.full = f"{reason}, at {show(path)}"
+                self.full_in_stage = self.stage
+                self.run.warn(f"the target is full ({self.full}): the restore stops there")
+            return
+        self.warn_entry(path, str(why) if isinstance(why, Refused) else why.strerror)
+
     # -- stage 2 ------------------------------------------------------------------------
 
     def create_directories_and_files(self) -> None:
+        """Every directory, and an empty file for every regular file, until the target is full."""
         self.run.reporter.phase("stage 2: directories and empty files")
+        self.stage = 2
         for directory in self.catalog.directories[1:]:
-            if directory.parent in self.failed_dirs:
+            if directory.parent in self.failed_dirs or self.full is not None:
                 self.failed_dirs.add(directory.ino)
+                if self.full is not None:
+                    self.lost_dirs.add(directory.ino)
+                    self.lost(directory.path, directory=True)
                 continue
             try:
-                self.target.make_directory(directory.ino, directory.parent, directory.name)
+                created = self.target.make_directory(directory.ino, directory.parent, directory.name)
+                if created and directory.info is None:  # made for a --rename: as mkdir would make it
+                    with self.target.directory(directory.ino) as fd:
+                        os.fchmod(fd, 0o777 & ~_UMASK)
             except Refused as why:
-                self.warn_entry(directory.path, f"{why}; nothing under it is restored")
                 self.failed_dirs.add(directory.ino)
+                if why.out_of_room:
+                    self._refused(directory.path, why)
+                    self.lost_dirs.add(directory.ino)
+                    self.lost(directory.path, directory=True)
+                else:
+                    self.warn_entry(directory.path, f"{why}; nothing under it is restored")
         for ino, links in self.catalog.links.items():
-            if links[0].dtype != DT_REG:
+            if links[0].dtype != DT_REG or self.full is not None:
                 continue
             for link in links:
                 if link.parent in self.failed_dirs:
@@ -151,22 +210,30 @@ class Restorer:
                     self.placeholders[ino] = link
                     break
                 except Refused as why:
-                    self.warn_entry(self.catalog.path_of(link), str(why))
+                    self._refused(self.catalog.path_of(link), why)
+                    if self.full is not None:
+                        break
 
     # -- stage 3 ------------------------------------------------------------------------
 
     def extract(self, headers: Iterator[Header] | None = None) -> None:
         """Stage 3 over ``headers`` (direct access), or over the rest of the media in order."""
         self.run.reporter.phase("stage 3: data")
+        self.stage = 3
         if headers is None:
             headers = self._media_order()
         try:
             for header in headers:
                 self._extract_one(header)
                 self._report_progress()
+                if self.full is not None and (self.full_in_stage == 3 or not self.placeholders):
+                    break  # full: no room for data, or no file made in stage 2 waits for its data
         finally:
             self._report_progress()
-        self._account_for_missing()
+        if self.full is not None:
+            self._account_for_the_rest()
+        else:
+            self._account_for_missing()
 
     def _media_order(self) -> Iterator[Header]:
         header = self.catalog.first_file
@@ -184,7 +251,7 @@ class Restorer:
         links = [link for link in self.catalog.links.pop(ino, []) if link.parent not in self.failed_dirs]
         if not links:
             return
-        self.not_restored += 1
+        self.lost(self.catalog.path_of(links[0]))
         self.warn_entry(self.catalog.path_of(links[0]), why)
         placeholder = self.placeholders.pop(ino, None)
         if placeholder is not None:
@@ -199,6 +266,12 @@ class Restorer:
         if not links:
             self.reader.skip_data(header)
             self.reader.read_attributes(ino)
+            return
+        if self.full is not None and ino not in self.placeholders:
+            # Full: only the files stage 2 could make still get their data; the rest is counted.
+            self.reader.skip_data(header)
+            self.reader.read_attributes(ino)
+            self.lost(self.catalog.path_of(links[0]))
             return
         if info.is_regular:
             made = self._extract_regular(header, links)
@@ -217,7 +290,7 @@ class Restorer:
             made = None
         self.reader.read_attributes(ino)
         if made is None:
-            self.not_restored += 1
+            self.lost(self.catalog.path_of(links[0]))
             return
         self.restored += 1
         for link in links:
@@ -226,7 +299,7 @@ class Restorer:
             try:
                 self.target.make_link(made.parent, made.name, link.parent, link.name)
             except Refused as why:
-                self.warn_entry(self.catalog.path_of(link), str(why))
+                self._refused(self.catalog.path_of(link), why)
 
     def _extract_regular(self, header: Header, links: list[Link]) -> Link | None:
         info = header.inode
@@ -237,7 +310,7 @@ class Restorer:
                 self.target.create_file(link.parent, link.name)
             fd = self.target.open_file(link.parent, link.name)
         except Refused as why:
-            self.warn_entry(self.catalog.path_of(link), str(why))
+            self._refused(self.catalog.path_of(link), why)
             self.reader.skip_data(header)
             return None
         path = self.catalog.path_of(link)
@@ -249,7 +322,10 @@ class Restorer:
                 self.warn_entry(path, "its data is incomplete on media; not restored")
             elif sink.error is not None:
                 complete = False
-                self.warn_entry(path, f"cannot write: {sink.error.strerror}; not restored")
+                if out_of_room(sink.error):
+                    self._refused(path, sink.error)
+                else:
+                    self.warn_entry(path, f"cannot write: {sink.error.strerror}; not restored")
             else:
                 try:
                     os.ftruncate(fd, info.size)
@@ -288,7 +364,7 @@ class Restorer:
         try:
             self.target.make_symlink(link.parent, link.name, target)
         except Refused as why:
-            self.warn_entry(self.catalog.path_of(link), str(why))
+            self._refused(self.catalog.path_of(link), why)
             return None
         self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, header.inode))
         return link
@@ -299,7 +375,7 @@ class Restorer:
         try:
             self.target.make_node(link.parent, link.name, info.mode, device)
         except Refused as why:
-            self.warn_entry(self.catalog.path_of(link), str(why))
+            self._refused(self.catalog.path_of(link), why)
             return None
         self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, info))
         return link
@@ -311,12 +387,21 @@ class Restorer:
             links = [link for link in links if link.parent not in self.failed_dirs]
             if not links or ino not in dumped:
                 continue
-            self.not_restored += 1
+            self.lost(self.catalog.path_of(links[0]))
             self.warn_entry(self.catalog.path_of(links[0]), "listed in its directory but not on media")
             placeholder = self.placeholders.pop(ino, None)
             if placeholder is not None:
                 self.target.remove(placeholder.parent, placeholder.name)
         self.catalog.links.clear()
+
+    def _account_for_the_rest(self) -> None:
+        """After the target filled up: what stage 3 did not reach is counted, its empty files go."""
+        said = self.failed_dirs - self.lost_dirs  # refused for another reason, and said so then
+        for links in self.catalog.links.values():
+            if links[0].parent not in said:
+                self.lost(self.catalog.path_of(links[0]))
+        self.catalog.links.clear()
+        self.drop_unfinished_placeholders()
 
     def drop_unfinished_placeholders(self) -> None:
         """After a failure in stage 3: the empty files whose data never came are removed."""
@@ -334,6 +419,8 @@ class Restorer:
                 continue
             if directory.ino == ROOTINO and not self.catalog.full:
                 continue  # a partial restore leaves the target's own attributes alone
+            if directory.info is None:
+                continue  # made for a --rename: it keeps what stage 2 gave it
             try:
                 with self.target.directory(directory.ino) as fd:
                     apply_to_fd(fd, directory.info)
@@ -355,23 +442,40 @@ def run_restore(
     With PATHs, and a file history of this dump in ``history``, only the
     places of what the paths need are read (direct access), unless
     ``options.direct`` is off; otherwise the media is read front to back.
+    Before anything is written the target must have room for the data plus
+    100 MiB and an inode for each entry (``options.force`` skips that); when
+    it fills up all the same, the restore stops cleanly and says what it did
+    not restore.
     """
+    renames = normalize_renames(options.renames)
+    paths = (*options.paths, *(show(old) for old, _ in renames))
     reader = DumpReader(medium, run.warn)
     run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
     volume = reader.read_volume_start()
-    direct = _direct_access(options, reader, volume, history, run)
+    record = history_of_media(history, volume)
+    direct = _direct_access(options, paths, reader, record, history, run)
     if direct is not None:
-        catalog = build_catalog(direct.read_directories(volume, run), options.paths, run)
-        catalog.data_bytes = direct.data_bytes
+        catalog = build_catalog(direct.read_directories(volume, run), paths, run)
     else:
-        catalog = build_catalog(read_directories(reader, run, volume), options.paths, run)
+        catalog = build_catalog(read_directories(reader, run, volume), paths, run)
+    apply_renames(catalog, renames)
+    need = None
+    if not options.force:
+        free = space.free_at(options.target)
+        need = _space_needed(catalog, direct, record, history, medium, free.block_size)
+        space.check(options.target, need, free)
+        if need.data_bytes is None:
+            run.note(
+                "the size of the data is not known before it is read (no file history of this dump "
+                "here, or not the whole dump from a medium of known size): only inodes were checked"
+            )
     target = TargetTree(options.target)
     restorer = Restorer(catalog, reader, target, run)
     try:
         restorer.create_directories_and_files()
         try:
             if direct is not None:
-                run.reporter.phase("stage 3: data", total_bytes=direct.data_bytes)
+                run.reporter.phase("stage 3: data", total_bytes=need.data_bytes if need else None)
                 restorer.extract(direct.file_headers(set(catalog.links), restorer.give_up))
             else:
                 restorer.extract()
@@ -401,22 +505,77 @@ def run_restore(
         direct=direct is not None,
         media_reads=reader.blocks.reads,
         media_bytes=reader.blocks.bytes_from_medium,
+        stopped=restorer.full,
+        unrestored=[show(p) for p in restorer.unrestored],
+        needed=need,
     )
 
 
+def normalize_renames(renames: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """EXTRACT=E pairs as the catalog takes them; a UsageError for one that cannot be."""
+    found: list[tuple[bytes, bytes]] = []
+    for old_text, new_text in renames:
+        old, new = normalize(old_text), normalize(new_text)
+        shown = f"--rename {old_text}={new_text}"
+        if not old:
+            raise UsageError(f"{shown}: OLD must be a path inside the dump (for all of it, use -D)")
+        if not new:
+            raise UsageError(f"{shown}: NEW must be a path inside the target")
+        if new_text.startswith("/"):
+            raise UsageError(f"{shown}: NEW is a path inside the target (-D), not an absolute one")
+        bad = next((unsafe_name_reason(p) for p in new.split(b"/") if unsafe_name_reason(p)), None)
+        if bad:
+            raise UsageError(f"{shown}: NEW has a {bad}")
+        if any(old == o for o, _ in found):
+            raise UsageError(f"{shown}: {old_text} is renamed twice")
+        if any(new == n for _, n in found):
+            raise UsageError(f"{shown}: two entries would both be {new_text}")
+        found.append((old, new))
+    return tuple(found)
+
+
+def _space_needed(
+    catalog: Catalog,
+    direct: DirectAccess | None,
+    record,
+    history: History | None,
+    medium: Medium,
+    block_size: int,
+) -> space.Need:
+    """What the restore will write: its inodes exactly, the data as well as it can be known."""
+    inodes = len(catalog.directories) - 1 + len(catalog.links)
+    if direct is not None:
+        data = space.data_from_entries((e for e in direct.entries if e.ino in catalog.links), block_size)
+        return space.Need(data, inodes, "from the file history")
+    if record is not None and catalog.full:
+        entries = FileCatalog(history.db).entries(record.id)
+        return space.Need(space.data_from_entries(entries, block_size), inodes, "from the file history")
+    if record is not None:
+        wanted = set(catalog.links)
+        entries = (e for e in FileCatalog(history.db).entries(record.id) if e.ino in wanted)
+        return space.Need(space.data_from_entries(entries, block_size), inodes, "from the file history")
+    if catalog.full and medium.size_hint:
+        return space.Need(medium.size_hint, inodes, "by the size of the media")
+    return space.Need(None, inodes, "")
+
+
 def _direct_access(
-    options: RestoreOptions, reader: DumpReader, volume, history: History | None, run: RunContext
+    options: RestoreOptions,
+    paths: tuple[str, ...],
+    reader: DumpReader,
+    record,
+    history: History | None,
+    run: RunContext,
 ) -> DirectAccess | None:
     """Direct access when PATHs are asked for and this dump has a file history here."""
-    if not options.paths or not options.direct:
+    if not paths or not options.direct:
         return None
-    if any(normalize(p) == b"" for p in options.paths):
+    if any(normalize(p) == b"" for p in paths):
         return None  # the whole dump: read it in order
-    record = history_of_media(history, volume)
     if record is None:
         run.note("no file history of this dump here: reading the media from the start")
         return None
-    return DirectAccess(reader, record, FileCatalog(history.db), options.paths)
+    return DirectAccess(reader, record, FileCatalog(history.db), paths)
 
 
 @dataclass(frozen=True)

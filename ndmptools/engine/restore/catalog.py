@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from ndmptools.engine.errors import UsageError
 from ndmptools.engine.progress import RunContext
 from ndmptools.errors import FormatError
 from ndmptools.format.bitmap import InodeMap
@@ -44,8 +45,9 @@ class Directory:
     ino: int
     parent: int
     name: bytes
-    info: InodeInfo
+    info: InodeInfo | None  # None: made for a --rename, not on media
     path: bytes = b""  # relative to the dump's root; b"" for the root itself
+    whole: bool = True  # all its entries are restored (not only the way to a PATH)
 
 
 @dataclass(slots=True)
@@ -67,7 +69,6 @@ class Catalog:
     links: dict[int, list[Link]] = field(default_factory=dict)
     full: bool = True  # the whole dump, not a selection
     first_file: Header | None = None  # the first non-directory header, for stage 3
-    data_bytes: int | None = None  # the selected files' size, when the file history says
 
     def path_of(self, link: Link) -> bytes:
         parent = self.by_ino[link.parent].path
@@ -170,7 +171,7 @@ def _build_tree(
     dumped: InodeMap | None,
     run: RunContext,
 ) -> None:
-    root = Directory(ROOTINO, ROOTINO, b"", infos[ROOTINO])
+    root = Directory(ROOTINO, ROOTINO, b"", infos[ROOTINO], whole=wanted.get(ROOTINO) is ALL)
     catalog.directories.append(root)
     catalog.by_ino[ROOTINO] = root
     queue = deque([(root, wanted.get(ROOTINO, set()))])
@@ -205,12 +206,114 @@ def _build_tree(
                 if entry.ino in catalog.by_ino:
                     run.warn(f"{show(full)}: a second name of a directory; ignored")
                     continue
-                child = Directory(entry.ino, directory.ino, entry.name, infos[entry.ino], full)
+                child_names = ALL if names is ALL else wanted.get(entry.ino, set())
+                child = Directory(
+                    entry.ino, directory.ino, entry.name, infos[entry.ino], full, child_names is ALL
+                )
                 catalog.directories.append(child)
                 catalog.by_ino[entry.ino] = child
-                child_names = ALL if names is ALL else wanted.get(entry.ino, set())
                 queue.append((child, child_names))
             elif entry.dtype == DT_DIR:
                 run.warn(f"{show(full)}: directory not on media; skipped")
             else:
                 catalog.links.setdefault(entry.ino, []).append(Link(directory.ino, entry.name, entry.dtype))
+
+
+# -- EXTRACT=E: renaming on the way ----------------------------------------------------------------
+
+
+def apply_renames(catalog: Catalog, renames: tuple[tuple[bytes, bytes], ...]) -> None:
+    """Move each OLD entry of the catalog (selected already, as a PATH) to NEW, in order.
+
+    NEW is relative to the target; directories on the way to it that the
+    dump does not restore there are made (mode from the umask, owned by the
+    restoring user). A directory restored only as the way to an OLD is left
+    out once nothing is restored under it. Nothing is written yet: a rename
+    that cannot be done is a UsageError before stage 2.
+    """
+    if not renames:
+        return
+    directories = {d.path: d for d in catalog.directories}
+    files = {catalog.path_of(link): link for links in catalog.links.values() for link in links}
+    moves = [(old, new, directories.get(old) or files.get(old)) for old, new in renames]
+    synthetic = -1  # inode numbers of the directories a rename makes: never a dump's
+    for old, new, item in moves:
+        if item is None:
+            continue  # not in the dump: said already, as for any PATH
+        parent = catalog.by_ino[ROOTINO]
+        *through, name = new.split(b"/")
+        for part in through:
+            child = next((d for d in _child_dirs(catalog, parent.ino) if d.name == part), None)
+            if child is None:
+                if _name_taken(catalog, parent.ino, part, None):
+                    raise UsageError(f"--rename {show(old)}={show(new)}: {show(part)} is a file in the dump")
+                child = Directory(synthetic, parent.ino, part, None, whole=False)
+                synthetic -= 1
+                catalog.directories.append(child)
+                catalog.by_ino[child.ino] = child
+            parent = child
+        if isinstance(item, Directory) and _within(catalog, parent, item):
+            raise UsageError(f"--rename {show(old)}={show(new)}: a directory cannot go inside itself")
+        if _name_taken(catalog, parent.ino, name, item):
+            raise UsageError(
+                f"--rename {show(old)}={show(new)}: {show(new)} is restored from the dump already"
+            )
+        item.parent, item.name = parent.ino, name
+    _reorder(catalog)
+    _prune(catalog)
+
+
+def _child_dirs(catalog: Catalog, ino: int) -> list[Directory]:
+    return [d for d in catalog.directories if d.parent == ino and d.ino != ROOTINO]
+
+
+def _name_taken(catalog: Catalog, parent: int, name: bytes, mover) -> bool:
+    if any(d.name == name and d is not mover for d in _child_dirs(catalog, parent)):
+        return True
+    return any(
+        link.parent == parent and link.name == name and link is not mover
+        for links in catalog.links.values()
+        for link in links
+    )
+
+
+def _within(catalog: Catalog, directory: Directory, ancestor: Directory) -> bool:
+    """``directory`` is ``ancestor`` or lies under it."""
+    while True:
+        if directory is ancestor:
+            return True
+        if directory.ino == ROOTINO:
+            return False
+        directory = catalog.by_ino[directory.parent]
+
+
+def _reorder(catalog: Catalog) -> None:
+    """Parents before children again, and every path as it is now."""
+    children: dict[int, list[Directory]] = {}
+    for directory in catalog.directories[1:]:
+        children.setdefault(directory.parent, []).append(directory)
+    ordered = [catalog.directories[0]]
+    for directory in ordered:  # grows as it goes: breadth first
+        for child in children.get(directory.ino, ()):
+            child.path = directory.path + b"/" + child.name if directory.path else child.name
+            ordered.append(child)
+    catalog.directories = ordered
+
+
+def _prune(catalog: Catalog) -> None:
+    """Drop the directories that were only the way to a renamed entry, deepest first."""
+    used: dict[int, int] = {}
+    for directory in catalog.directories[1:]:
+        used[directory.parent] = used.get(directory.parent, 0) + 1
+    for links in catalog.links.values():
+        for link in links:
+            used[link.parent] = used.get(link.parent, 0) + 1
+    dropped = set()
+    for directory in reversed(catalog.directories[1:]):
+        if not directory.whole and directory.ino > 0 and not used.get(directory.ino):
+            dropped.add(directory.ino)
+            used[directory.parent] -= 1
+    if dropped:
+        catalog.directories = [d for d in catalog.directories if d.ino not in dropped]
+        for ino in dropped:
+            del catalog.by_ino[ino]

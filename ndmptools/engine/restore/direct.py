@@ -87,11 +87,6 @@ class DirectAccess:
         self.by_ino = {e.ino: e for e in self.entries}
         self.search_blocks = 2 * (record.blocking_factor or 64) + 2
 
-    @property
-    def data_bytes(self) -> int:
-        """The size of the regular files selected, once per inode: what the target must hold."""
-        return sum(e.size for e in self.by_ino.values() if stat.S_ISREG(e.mode))
-
     def _find(self, ino: int) -> tuple[Header | None, Place]:
         tapea = self.tapea[ino]
         place = place_of(tapea, self.record)

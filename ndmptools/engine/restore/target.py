@@ -27,8 +27,29 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CL
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+_OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+
 class Refused(Exception):
-    """This entry cannot be restored; the message says why. The restore goes on."""
+    """This entry cannot be restored; the message says why. The restore goes on, unless
+    the target is out of room (``out_of_room``): then nothing more can be written."""
+
+    def __init__(self, message: str, error: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = error
+
+    @property
+    def out_of_room(self) -> bool:
+        return self.errno in _OUT_OF_ROOM
+
+
+def out_of_room(err: OSError | None) -> bool:
+    """The file system (or the user's quota) has no space or no inodes left."""
+    return err is not None and err.errno in _OUT_OF_ROOM
+
+
+def _refused(what: str, err: OSError) -> Refused:
+    return Refused(f"{what}: {err.strerror}", err.errno)
 
 
 class TargetTree:
@@ -91,7 +112,7 @@ class TargetTree:
                 try:
                     fd = os.open(self._parents[step][1], _DIR_FLAGS, dir_fd=parent_fd)
                 except OSError as err:
-                    raise Refused(f"cannot open directory: {err.strerror}") from None
+                    raise _refused("cannot open directory", err) from None
                 self._cache[step] = fd
                 self._pin(step)
                 self._unpin(current)
@@ -128,24 +149,28 @@ class TargetTree:
 
     # -- making entries ---------------------------------------------------------------
 
-    def make_directory(self, ino: int, parent: int, name: bytes) -> None:
-        """Create (or merge into) directory ``name``; a non-directory there is replaced."""
+    def make_directory(self, ino: int, parent: int, name: bytes) -> bool:
+        """Create (or merge into) directory ``name``; a non-directory there is replaced.
+
+        Returns whether it was created (False: an existing directory, merged).
+        """
         self.register(ino, parent, name)
         with self.directory(parent) as dir_fd:
             try:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
-                return
+                return True
             except FileExistsError:
                 pass
             except OSError as err:
-                raise Refused(f"cannot create directory: {err.strerror}") from None
+                raise _refused("cannot create directory", err) from None
             if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
-                return  # merged: its metadata is set in stage 4
+                return False  # merged: its metadata is set in stage 4
             self._unlink(dir_fd, name)
             try:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
             except OSError as err:
-                raise Refused(f"cannot create directory: {err.strerror}") from None
+                raise _refused("cannot create directory", err) from None
+            return True
 
     def create_file(self, parent: int, name: bytes) -> None:
         """An empty regular file, replacing whatever non-directory was there."""
@@ -160,7 +185,7 @@ class TargetTree:
             except OSError as err:
                 if err.errno == errno.ELOOP:
                     raise Refused("it is a symbolic link now; not written through") from None
-                raise Refused(f"cannot open: {err.strerror}") from None
+                raise _refused("cannot open", err) from None
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise Refused("it is not a regular file now")
@@ -195,7 +220,7 @@ class TargetTree:
             try:
                 os.rename(name, new_name, src_dir_fd=source_fd, dst_dir_fd=dir_fd)
             except OSError as err:
-                raise Refused(f"cannot move it: {err.strerror}") from None
+                raise _refused("cannot move it", err) from None
         if directory is not None:
             self.register(directory, new_parent, new_name)
 
@@ -219,12 +244,12 @@ class TargetTree:
         except FileExistsError:
             pass
         except OSError as err:
-            raise Refused(f"cannot create: {err.strerror}") from None
+            raise _refused("cannot create", err) from None
         self._unlink(dir_fd, name)
         try:
             create()
         except OSError as err:
-            raise Refused(f"cannot create: {err.strerror}") from None
+            raise _refused("cannot create", err) from None
 
     @staticmethod
     def _unlink(dir_fd: int, name: bytes) -> None:
@@ -236,7 +261,7 @@ class TargetTree:
         except FileNotFoundError:
             pass
         except OSError as err:
-            raise Refused(f"cannot replace the existing entry: {err.strerror}") from None
+            raise _refused("cannot replace the existing entry", err) from None
 
 
 def _remove_at(dir_fd: int, name: bytes) -> None:
