@@ -544,15 +544,10 @@ def _space_needed(
 ) -> space.Need:
     """What the restore will write: its inodes exactly, the data as well as it can be known."""
     inodes = len(catalog.directories) - 1 + len(catalog.links)
-    if direct is not None:
-        data = space.data_from_entries((e for e in direct.entries if e.ino in catalog.links), block_size)
-        return space.Need(data, inodes, "from the file history")
-    if record is not None and catalog.full:
-        entries = FileCatalog(history.db).entries(record.id)
-        return space.Need(space.data_from_entries(entries, block_size), inodes, "from the file history")
     if record is not None:
-        wanted = set(catalog.links)
-        entries = (e for e in FileCatalog(history.db).entries(record.id) if e.ino in wanted)
+        entries = direct.entries if direct is not None else FileCatalog(history.db).entries(record.id)
+        if not catalog.full:
+            entries = (e for e in entries if e.ino in catalog.links or e.ino in catalog.by_ino)
         return space.Need(space.data_from_entries(entries, block_size), inodes, "from the file history")
     if catalog.full and medium.size_hint:
         return space.Need(medium.size_hint, inodes, "by the size of the media")
