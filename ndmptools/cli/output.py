@@ -93,12 +93,14 @@ class ConsoleReporter:
             click.echo(line, file=self.app.stderr)
 
 
-def summary_line(verb: str, stats: RunStats) -> str:
-    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)`` and the warnings, if any."""
+def summary_line(verb: str, stats: RunStats, found: str = "") -> str:
+    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)``, what was ``found``, and the warnings."""
     line = (
         f"{verb}: {stats.entries:,} entries, {_human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
         f"({stats.mib_per_second:.1f} MiB/s)"
     )
+    if found:
+        line += f", {found}"
     if stats.warning_count:
         line += f", {stats.warning_count:,} warning{'s' if stats.warning_count != 1 else ''}"
     return line

@@ -54,3 +54,16 @@ class ListOptions:
     file_number: int | None = None
     device: str | None = None
     prompt: bool = True
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """``ndmptools restore -C``: compare a dump with a tree, changing nothing."""
+
+    file: str
+    tree: str | None = None  # None: where the dump was taken from
+    paths: tuple[str, ...] = ()
+    more_files: tuple[str, ...] = ()
+    file_number: int | None = None
+    device: str | None = None
+    prompt: bool = True
