@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -362,6 +364,25 @@ def test_conflicting_options_are_refused(dumped, ndmptools):
         said = done.stderr.decode()
         assert f"Error: -C compares a dump with a tree: it does not go with {option}\n" in said
         assert "Traceback" not in said
+
+
+def test_differences_into_a_closed_pipe_still_exit_11(tmp_path):
+    tree = tmp_path / "t"
+    build_tree_from_spec(str(tree), {f"file-with-a-rather-long-name-{i:05d}": b"x" for i in range(4000)})
+    image = str(tmp_path / "d")
+    dump(str(tree), image)
+    for name in os.listdir(tree):
+        os.chmod(tree / name, 0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ndmptools", "restore", "-C", "-f", image, "-D", str(tree)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().endswith(b": mode 644 != 600\n")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 11  # the reader left, but what it saw was a difference
+    assert b"Traceback" not in err and b"Exception ignored" not in err
 
 
 def test_the_exit_code_is_in_the_help(ndmptools):

@@ -13,7 +13,14 @@ from ndmptools.engine.progress import RunStats
 
 
 class OutputClosed(Exception):
-    """Standard output was closed by its reader (``restore -t | head``): stop, quietly, with 0."""
+    """Standard output was closed by its reader (``restore -t | head``): stop, quietly, with 0.
+
+    A compare whose reader left while it printed a difference exits with ``exit_code`` 11.
+    """
+
+    def __init__(self, exit_code: int = 0) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 @dataclass

@@ -219,7 +219,7 @@ def run_compare(options: CompareOptions, app: App) -> int:
             rest = json.dumps(result.as_dict(), indent=2, sort_keys=True).removeprefix("{\n")
             click.echo(('{\n  "differences": [],\n' if first else "\n  ],\n") + rest)
     except BrokenPipeError:
-        raise OutputClosed from None
+        raise OutputClosed(DIFFERENCES_FOUND) from None  # it left while a difference was printed
     finally:
         reporter.close()
         if history is not None:
