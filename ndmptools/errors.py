@@ -55,6 +55,9 @@ class SnapshotError(NdmpToolsError):
     exit_code = 10
 
 
+# restore -C found the tree different from the dump: a result, neither a warning nor an error.
+DIFFERENCES_FOUND = 11
+
 EXIT_CODES = (
     (0, "success"),
     (1, "finished with warnings (some entries were skipped or changed)"),
@@ -63,9 +66,10 @@ EXIT_CODES = (
     (4, "source error (the path to dump cannot be read)"),
     (5, "media error (the dump file or device cannot be opened, read or written)"),
     (6, "format error (not a dump, or a corrupt or truncated one)"),
-    (7, "target error (the restore target cannot be written)"),
+    (7, "target error (the restore target cannot be written, or the tree to compare with cannot be read)"),
     (8, "state error (the dump history cannot be read or written)"),
     (9, "chain error (an incremental without its base, or applied out of order)"),
     (10, "snapshot error (a snapshot cannot be made, found or removed)"),
+    (DIFFERENCES_FOUND, "differences found (restore -C: the tree does not match the dump)"),
     (130, "interrupted"),
 )

@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"ndmptools: error: {err}", err=True)
         code = err.exit_code
-    except OutputClosed:
+    except OutputClosed as closed:
         _silence_stdout()
-        code = 0
+        code = closed.exit_code
     except Exception as err:  # a bug: one line, and the traceback behind --debug
         if app.debug:
             traceback.print_exc()

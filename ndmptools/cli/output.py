@@ -13,7 +13,14 @@ from ndmptools.engine.progress import RunStats, human_bytes
 
 
 class OutputClosed(Exception):
-    """Standard output was closed by its reader (``restore -t | head``): stop, quietly, with 0."""
+    """Standard output was closed by its reader (``restore -t | head``): stop, quietly, with 0.
+
+    A compare whose reader left while it printed a difference exits with ``exit_code`` 11.
+    """
+
+    def __init__(self, exit_code: int = 0) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -85,12 +92,14 @@ class ConsoleReporter:
             click.echo(line, file=self.app.stderr)
 
 
-def summary_line(verb: str, stats: RunStats) -> str:
-    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)`` and the warnings, if any."""
+def summary_line(verb: str, stats: RunStats, found: str = "") -> str:
+    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)``, what was ``found``, and the warnings."""
     line = (
         f"{verb}: {stats.entries:,} entries, {human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
         f"({stats.mib_per_second:.1f} MiB/s)"
     )
+    if found:
+        line += f", {found}"
     if stats.warning_count:
         line += f", {stats.warning_count:,} warning{'s' if stats.warning_count != 1 else ''}"
     return line

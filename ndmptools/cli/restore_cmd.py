@@ -1,9 +1,10 @@
-"""``ndmptools restore``: restore a dump, or list it with -t."""
+"""``ndmptools restore``: restore a dump, list it with -t, or compare it with a tree with -C."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,10 +19,13 @@ from ndmptools.cli.common import (
 )
 from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, summary_line
 from ndmptools.engine.errors import TargetError
-from ndmptools.engine.options import ListOptions, RestoreOptions, check_extract
+from ndmptools.engine.options import CompareOptions, ListOptions, RestoreOptions, check_extract
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import ListedEntry, RestoreResult
-from ndmptools.errors import StateError
+from ndmptools.errors import DIFFERENCES_FOUND, StateError
+
+if TYPE_CHECKING:
+    from ndmptools.engine.restore.compare import Difference
 
 
 @click.command("restore")
@@ -45,11 +49,17 @@ from ndmptools.errors import StateError
 @click.option(
     "-D",
     "--target",
-    default=".",
-    show_default=True,
     metavar="DIR",
     type=click.Path(file_okay=False),
-    help="Directory to restore into (created if missing).",
+    help="Directory to restore into (created if missing; default: the current directory); with -C, "
+    "the tree to compare with (default: where the dump was taken from).",
+)
+@click.option(
+    "-C",
+    "--compare",
+    is_flag=True,
+    help="Compare the dump with the tree at DIR instead of restoring, and list what differs "
+    "(PATH: WHAT, the media's value first); nothing is written. Exit code 11 when something differs.",
 )
 @click.option(
     "-t",
@@ -106,7 +116,8 @@ def restore(
     file_number: int | None,
     device: str | None,
     no_prompt: bool,
-    target: str,
+    target: str | None,
+    compare: bool,
     list_only: bool,
     from_catalog: bool,
     no_direct: bool,
@@ -126,12 +137,20 @@ def restore(
     several volumes is read in order: the next cartridge of a library, the
     next -f file, or the tape the operator is asked for.
 
+    With -C nothing is restored: each entry of the dump (under the PATHs) is
+    compared with the tree at DIR, by type, mode, owner, group, size, mtime,
+    content, symlink target, device number and hard links, and each
+    directory's names with the tree's (a name the dump does not list is
+    "only in the tree"). An incremental compares only what it holds.
+
     \b
     Examples:
       ndmptools restore -f /backup/home.dump -D /srv/restored
       ndmptools restore -f /backup/home.dump -D /tmp/r alice/notes.txt
       ndmptools restore -f /dev/nst0 -s 2 -D /srv/restored
       ndmptools restore -t -f vtape:/backup/lib --json
+      ndmptools restore -C -f /backup/home.dump
+      ndmptools restore -C -f /backup/home.dump -D /srv/restored alice
       ndmptools restore -r -f home-0.dump -D /srv/home; ndmptools restore -r -f home-1.dump -D /srv/home
       ndmptools restore -r --plan /home --at "2026-11-20 18:00" -D /srv/home
     """
@@ -143,6 +162,17 @@ def restore(
     check_extract(env.get("extract"), paths, pairs)
     force = env.get("force", force)
     direct = env.get("direct", not no_direct)
+    if compare:
+        for given, option in (
+            (list_only, "-t"),
+            (incremental, "-r"),
+            (plan_path, "--plan"),
+            (from_catalog, "--catalog"),
+            (pairs, "--rename"),
+            (force, "--force"),
+        ):
+            if given:
+                raise click.UsageError(f"-C compares a dump with a tree: it does not go with {option}")
     if plan_path is not None or incremental:
         if list_only or paths or pairs:
             raise click.UsageError("-r applies whole dumps: it takes no PATH, no --rename and no -t")
@@ -152,7 +182,7 @@ def restore(
             raise click.UsageError("--plan finds the media in the dump history: give no -f with it")
         if plan_path is None and at is not None:
             raise click.UsageError("--at goes with --plan")
-        return run_incremental(app, files, file_number, device, not no_prompt, target, plan_path, at)
+        return run_incremental(app, files, file_number, device, not no_prompt, target or ".", plan_path, at)
     if not files:
         raise click.UsageError("Missing option '-f' / '--file'.")
     if from_catalog and not list_only:
@@ -162,10 +192,14 @@ def restore(
     media = dict(
         file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
     )
+    if compare:
+        return run_compare(CompareOptions(tree=target, paths=paths, **media), app)
     if list_only:
         stats = run_list(ListOptions(paths=paths, **media), app, from_catalog)
         return 1 if stats.warning_count else 0
-    options = RestoreOptions(target=target, paths=paths, direct=direct, renames=pairs, force=force, **media)
+    options = RestoreOptions(
+        target=target or ".", paths=paths, direct=direct, renames=pairs, force=force, **media
+    )
     result = run_restore(options, app)
     code = finish(app, "restore", result.stats, result.as_dict())
     if result.stopped is not None:
@@ -211,6 +245,55 @@ def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
         reporter.close()
         if history is not None:
             history.db.close()
+
+
+def run_compare(options: CompareOptions, app: App) -> int:
+    """Each difference on standard output as it is found (or one JSON document); the exit code by result."""
+    from ndmptools.engine.restore.compare import run_compare as engine_compare
+    from ndmptools.media import open_medium
+
+    reporter = ConsoleReporter(app)
+    history = None
+    if options.tree is None:  # the dump history knows where the dump was taken from in full
+        try:
+            history = open_history(app)
+        except StateError as err:
+            app.stderr.write(f"ndmptools: note: no dump history ({err.message}): the dump's header says\n")
+    first = True
+
+    def emit_json(difference: Difference) -> None:  # streamed: the document is never held whole
+        nonlocal first
+        click.echo(
+            ('{\n  "differences": [\n    ' if first else ",\n    ") + json.dumps(difference.as_dict()),
+            nl=False,
+        )
+        first = False
+
+    def emit_text(difference: Difference) -> None:
+        click.echo(difference.describe())
+
+    try:
+        with open_medium(media_request(options, "r")) as medium:
+            result = engine_compare(
+                options, medium, RunContext(reporter), history, emit_json if app.json else emit_text
+            )
+        if app.json:
+            rest = json.dumps(result.as_dict(), indent=2, sort_keys=True).removeprefix("{\n")
+            click.echo(('{\n  "differences": [],\n' if first else "\n  ],\n") + rest)
+    except BrokenPipeError:
+        raise OutputClosed(DIFFERENCES_FOUND) from None  # it left while a difference was printed
+    finally:
+        reporter.close()
+        if history is not None:
+            history.db.close()
+    stats = result.stats
+    if not app.json and not app.quiet:
+        found = result.differences
+        line = summary_line("compare", stats, f"{found:,} difference{'s' if found != 1 else ''}")
+        click.echo(line, file=app.stderr)
+    if result.differences:
+        return DIFFERENCES_FOUND
+    return 1 if stats.warning_count else 0
 
 
 def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunStats:

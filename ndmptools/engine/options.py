@@ -59,6 +59,19 @@ class ListOptions:
     prompt: bool = True
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """``ndmptools restore -C``: compare a dump with a tree, changing nothing."""
+
+    file: str
+    tree: str | None = None  # None: where the dump was taken from
+    paths: tuple[str, ...] = ()
+    more_files: tuple[str, ...] = ()
+    file_number: int | None = None
+    device: str | None = None
+    prompt: bool = True
+
+
 # -- the NDMP-style environment (-E NAME=VALUE) ------------------------------------------------
 
 _YES = {"Y": True, "T": True, "N": False, "F": False}  # ONTAP takes T and F for Y and N

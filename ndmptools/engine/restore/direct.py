@@ -52,19 +52,23 @@ def place_of(tapea: int, record: DumpRecord) -> Place:
     return Place(volume, file_number, block // per_record, block)
 
 
-def history_of_media(history: History | None, volume: VolumeStart) -> DumpRecord | None:
-    """The completed dump with a file history whose volume header this is (None: not known here)."""
+def dumps_of_media(history: History | None, volume: VolumeStart) -> list[DumpRecord]:
+    """The completed dumps in ``history`` whose volume header this can be (c_filesys is cut)."""
     if history is None:
-        return None
+        return []
     header = volume.header
-    found = [
+    return [
         r
         for r in history.by_date(header.date)
-        if r.file_history
-        and r.level == header.level
+        if r.level == header.level
         and os.fsencode(r.dumped_path)[: NAMELEN - 1] == header.filesys
         and os.fsencode(r.host or "")[: NAMELEN - 1] == header.host
     ]
+
+
+def history_of_media(history: History | None, volume: VolumeStart) -> DumpRecord | None:
+    """The completed dump with a file history whose volume header this is (None: not known here)."""
+    found = [r for r in dumps_of_media(history, volume) if r.file_history]
     return found[0] if len(found) == 1 else None
 
 

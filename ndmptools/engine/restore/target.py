@@ -6,6 +6,9 @@ always a single validated component. So nothing a dump contains, nor a
 symbolic link already in the target, can make a restore create, follow or
 write anything outside the target.
 
+A compare reads a tree through the same descriptors (OpenDirectories), and
+only reads.
+
 The rules for what is already there: a file (anything but a directory) of the
 same name is replaced, a directory is merged, and a directory is never
 replaced by anything else.
@@ -25,6 +28,7 @@ from ndmptools.format.constants import ROOTINO
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 _OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT)
@@ -52,18 +56,19 @@ def _refused(what: str, err: OSError) -> Refused:
     return Refused(f"{what}: {err.strerror}", err.errno)
 
 
-class TargetTree:
-    """The directory a restore writes into, with a cache of open directory descriptors."""
+class OpenDirectories:
+    """Directories known by their media inode, opened down from a root, a few kept open.
+
+    Each one is opened from its parent's descriptor with O_NOFOLLOW, so a
+    symbolic link in the tree is never followed. ``flags`` may add O_NOATIME
+    (a compare); where the kernel refuses it (not the owner), it is dropped.
+    """
 
     CACHE_SIZE = 64
 
-    def __init__(self, path: str) -> None:
-        try:
-            os.makedirs(path, exist_ok=True)
-            self.root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise TargetError(f"cannot restore into {path}: {err.strerror}") from None
-        self.path = path
+    def __init__(self, root_fd: int, flags: int = _DIR_FLAGS) -> None:
+        self.root_fd = root_fd
+        self._flags = flags
         self._parents: dict[int, tuple[int, bytes]] = {}
         self._cache: OrderedDict[int, int] = OrderedDict()
         self._pins: dict[int, int] = {}
@@ -110,7 +115,7 @@ class TargetTree:
             for step in reversed(chain):
                 parent_fd = self.root_fd if current == ROOTINO else self._cache[current]
                 try:
-                    fd = os.open(self._parents[step][1], _DIR_FLAGS, dir_fd=parent_fd)
+                    fd = self._open_at(parent_fd, self._parents[step][1])
                 except OSError as err:
                     raise _refused("cannot open directory", err) from None
                 self._cache[step] = fd
@@ -120,6 +125,15 @@ class TargetTree:
                 self._evict()
         finally:
             self._unpin(current)
+
+    def _open_at(self, parent_fd: int, name: bytes) -> int:
+        try:
+            return os.open(name, self._flags, dir_fd=parent_fd)
+        except PermissionError as err:
+            if err.errno != errno.EPERM or not self._flags & _O_NOATIME:
+                raise
+            self._flags &= ~_O_NOATIME  # O_NOATIME needs ownership or CAP_FOWNER
+            return os.open(name, self._flags, dir_fd=parent_fd)
 
     def _pin(self, ino: int) -> None:
         if ino != ROOTINO:
@@ -146,6 +160,19 @@ class TargetTree:
                 break
             if ino not in self._pins:
                 os.close(self._cache.pop(ino))
+
+
+class TargetTree(OpenDirectories):
+    """The directory a restore writes into."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            os.makedirs(path, exist_ok=True)
+            root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise TargetError(f"cannot restore into {path}: {err.strerror}") from None
+        super().__init__(root_fd)
+        self.path = path
 
     # -- making entries ---------------------------------------------------------------
 
