@@ -174,6 +174,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'C' -l 'compar
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 't' -l 'list' -d 'List path, inode, type and size of each entry instead of restoring.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'catalog' -d 'With -t: list the dump from its file history in the state directory, without reading MEDIA.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'no-direct' -d 'Read the whole dump even when the file history could take a restore of PATHs straight to their places on MEDIA (DIRECT=N).'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'original' -d 'Restore into the directory the dump was taken from (as the dump history, else the dump, names it) instead of DIR.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'rename' -x -d 'Restore OLD (a path in the dump) as NEW (a path in DIR), EXTRACT=E; repeatable.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'force' -d 'Skip the check for room (the data plus 100 MiB, and inodes) before writing (FORCE=Y); the restore stops cleanly when DIR fills up.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'E' -l 'env' -x -d 'An NDMP environment variable (DIRECT, EXTRACT, FORCE); Y/N also as T/F. Repeatable.'

@@ -11,9 +11,13 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +45,7 @@ class Run:
 
     def json(self, *args: str) -> tuple[int, dict]:
         done = self("--json", *args)
+        assert done.stdout, done.stderr.decode(errors="replace")
         return done.returncode, json.loads(done.stdout)
 
 
@@ -334,8 +339,9 @@ def test_rename_goes_with_paths_and_e_extract(tmp_path, run, home):
         (["--rename", "etc=home/bob/todo/x"], "todo is a file in the dump"),
         (["-E", "EXTRACT=E", "home"], "EXTRACT=E renames on the way"),
         (["-E", "EXTRACT=Y", "--rename", "etc=x"], "--rename needs EXTRACT=E"),
-        (["-t", "--rename", "etc=x"], "--rename and --force go with a restore"),
+        (["-t", "--rename", "etc=x"], "go with a restore"),
         (["-r", "--rename", "etc=x"], "-r applies whole dumps"),
+        (["-t", "--original"], "go with a restore"),
     ],
 )
 def test_renames_that_cannot_be_are_refused_before_anything_is_written(tmp_path, run, home, args, words):
@@ -401,3 +407,61 @@ def test_environment_mistakes_get_one_line_and_exit_2(tmp_path, run, home, args,
     assert words in done.stderr.decode(), done.stderr
     assert "Traceback" not in done.stderr.decode()
     assert not (tmp_path / "out").exists()
+
+
+# -- to the original place ---------------------------------------------------------------------
+
+
+def test_original_restores_where_the_dump_was_taken_from(tmp_path, run, ndmptools, home):
+    tree, dump = home
+    (tree / "home" / "alice" / "notes" / "plan.md").write_bytes(b"overwritten by mistake\n")
+    (tree / "etc" / "app.conf").unlink()
+    code, result = run.json("restore", "--original", "-f", str(dump), "home/alice/notes", "etc")
+    assert code == 0 and result["target"] == str(tree), result
+    assert (tree / "home" / "alice" / "notes" / "plan.md").read_bytes() == b"# plan\n"
+    assert (tree / "etc" / "app.conf").read_bytes() == b"answer = 42\n"
+    done = run("restore", "--original", "-D", str(tmp_path / "x"), "-f", str(dump))
+    assert done.returncode == 2 and b"give no -D with it" in done.stderr
+
+
+def test_original_without_a_history_takes_the_place_the_dump_names(tmp_path, ndmptools):
+    short = tempfile.mkdtemp(prefix="ndmp-", dir="/tmp")  # c_filesys keeps 63 bytes: a short path
+    try:
+        tree = Path(short) / "src"
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "f").write_bytes(b"f\n")
+        Run(tmp_path / "first", ndmptools).ok("dump", "-q", "-f", str(tmp_path / "d"), str(tree))
+        (tree / "sub" / "f").unlink()
+        code, result = Run(tmp_path / "none", ndmptools).json(
+            "restore", "--original", "-f", str(tmp_path / "d")
+        )
+        assert code == 0 and result["target"] == str(tree)
+        assert (tree / "sub" / "f").read_bytes() == b"f\n"
+    finally:
+        shutil.rmtree(short)
+
+
+def test_original_puts_a_single_file_back_in_its_directory(tmp_path, run, home):
+    tree, _ = home
+    one = tmp_path / "one"
+    # The history tells dumps apart by their date (to the second) and their path's first 63 bytes,
+    # which the two dumps of this test share: a second apart, the history knows which is which.
+    time.sleep(1.1)
+    run.ok("dump", "-q", "-f", str(one), str(tree / "etc" / "app.conf"))
+    (tree / "etc" / "app.conf").unlink()  # gone: the file history says it was a file
+    code, result = run.json("restore", "--original", "-f", str(one))
+    assert code == 0 and result["target"] == str(tree / "etc") and result["restored"] == 1
+    assert (tree / "etc" / "app.conf").read_bytes() == b"answer = 42\n"
+
+
+def test_original_refuses_a_place_the_dump_may_have_cut_short(tmp_path, ndmptools):
+    deep = tmp_path / ("a-rather-long-directory-name-" * 3)
+    deep.mkdir()
+    (deep / "f").write_bytes(b"f\n")
+    run = Run(tmp_path / "first", ndmptools)
+    run.ok("dump", "-q", "-f", str(tmp_path / "d"), str(deep))
+    done = Run(tmp_path / "another", ndmptools)("restore", "--original", "-f", str(tmp_path / "d"))
+    assert done.returncode == 2
+    assert "may be cut short" in _one_line_error(done) and "-D" in _one_line_error(done)
+    code, result = run.json("restore", "--original", "-f", str(tmp_path / "d"))  # the history knows
+    assert code == 0 and result["target"] == str(deep)

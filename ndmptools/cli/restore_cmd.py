@@ -81,6 +81,12 @@ if TYPE_CHECKING:
     "to their places on MEDIA (DIRECT=N).",
 )
 @click.option(
+    "--original",
+    is_flag=True,
+    help="Restore into the directory the dump was taken from (as the dump history, else the dump, "
+    "names it) instead of DIR.",
+)
+@click.option(
     "--rename",
     "renames",
     multiple=True,
@@ -121,6 +127,7 @@ def restore(
     list_only: bool,
     from_catalog: bool,
     no_direct: bool,
+    original: bool,
     renames: tuple[str, ...],
     force: bool,
     environment: tuple[str, ...],
@@ -170,12 +177,15 @@ def restore(
             (from_catalog, "--catalog"),
             (pairs, "--rename"),
             (force, "--force"),
+            (original, "--original (-C compares with the original place unless -D is given)"),
         ):
             if given:
                 raise click.UsageError(f"-C compares a dump with a tree: it does not go with {option}")
     if plan_path is not None or incremental:
-        if list_only or paths or pairs:
-            raise click.UsageError("-r applies whole dumps: it takes no PATH, no --rename and no -t")
+        if list_only or paths or pairs or original:
+            raise click.UsageError(
+                "-r applies whole dumps into -D: it takes no PATH, no --rename, no --original and no -t"
+            )
         if plan_path is None and not files:
             raise click.UsageError("-r needs the dump to apply (-f) or a chain to apply (--plan PATH)")
         if plan_path is not None and files:
@@ -187,8 +197,10 @@ def restore(
         raise click.UsageError("Missing option '-f' / '--file'.")
     if from_catalog and not list_only:
         raise click.UsageError("--catalog goes with -t")
-    if list_only and (pairs or force):
-        raise click.UsageError("-t lists: --rename and --force go with a restore")
+    if list_only and (pairs or force or original):
+        raise click.UsageError("-t lists: --rename, --force and --original go with a restore")
+    if original and target is not None:
+        raise click.UsageError("--original restores where the dump was taken from: give no -D with it")
     media = dict(
         file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
     )
@@ -198,7 +210,13 @@ def restore(
         stats = run_list(ListOptions(paths=paths, **media), app, from_catalog)
         return 1 if stats.warning_count else 0
     options = RestoreOptions(
-        target=target or ".", paths=paths, direct=direct, renames=pairs, force=force, **media
+        target=target or ".",
+        paths=paths,
+        direct=direct,
+        renames=pairs,
+        force=force,
+        original=original,
+        **media,
     )
     result = run_restore(options, app)
     code = finish(app, "restore", result.stats, result.as_dict())

@@ -45,6 +45,7 @@ class RestoreOptions:
     direct: bool = True  # DIRECT=Y: with PATHs and a file history, read only their places on media
     renames: tuple[tuple[str, str], ...] = ()  # EXTRACT=E: (OLD, NEW) pairs, each OLD restored at NEW
     force: bool = False  # FORCE=Y: no check for room first; stop cleanly when the target is full
+    original: bool = False  # into the directory the dump was taken from, not ``target``
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from ndmptools.engine.restore.catalog import (
     unsafe_name_reason,
 )
 from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
+from ndmptools.engine.restore.origin import original_location
 from ndmptools.engine.restore.target import Refused, TargetTree, out_of_room
 from ndmptools.errors import FormatError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
@@ -437,7 +438,7 @@ def _reason(why: BaseException) -> str:
 def run_restore(
     options: RestoreOptions, medium: Medium, run: RunContext, history: History | None = None
 ) -> RestoreResult:
-    """Restore from ``medium`` into ``options.target``.
+    """Restore from ``medium`` into ``options.target`` (where it was taken from: ``options.original``).
 
     With PATHs, and a file history of this dump in ``history``, only the
     places of what the paths need are read (direct access), unless
@@ -452,6 +453,7 @@ def run_restore(
     reader = DumpReader(medium, run.warn)
     run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
     volume = reader.read_volume_start()
+    into = original_location(volume, history) if options.original else options.target
     record = history_of_media(history, volume)
     direct = _direct_access(options, paths, reader, record, history, run)
     if direct is not None:
@@ -461,15 +463,15 @@ def run_restore(
     apply_renames(catalog, renames)
     need = None
     if not options.force:
-        free = space.free_at(options.target)
+        free = space.free_at(into)
         need = _space_needed(catalog, direct, record, history, medium, free.block_size)
-        space.check(options.target, need, free)
+        space.check(into, need, free)
         if need.data_bytes is None:
             run.note(
                 "the size of the data is not known before it is read (no file history of this dump "
                 "here, or not the whole dump from a medium of known size): only inodes were checked"
             )
-    target = TargetTree(options.target)
+    target = TargetTree(into)
     restorer = Restorer(catalog, reader, target, run)
     try:
         restorer.create_directories_and_files()
@@ -493,7 +495,7 @@ def run_restore(
     run.stats.bytes = reader.blocks.bytes_from_medium if direct else reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return RestoreResult(
-        target=options.target,
+        target=into,
         dump_date=volume.date,
         level=volume.level,
         filesys=os.fsdecode(volume.filesys),
