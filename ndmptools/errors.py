@@ -66,7 +66,7 @@ EXIT_CODES = (
     (4, "source error (the path to dump cannot be read)"),
     (5, "media error (the dump file or device cannot be opened, read or written)"),
     (6, "format error (not a dump, or a corrupt or truncated one)"),
-    (7, "target error (the restore target cannot be written or has no room, or the tree to compare with cannot be read)"),
+    (7, "target error (the restore target is unwritable or full, or the tree to compare is unreadable)"),
     (8, "state error (the dump history cannot be read or written)"),
     (9, "chain error (an incremental without its base, or applied out of order)"),
     (10, "snapshot error (a snapshot cannot be made, found or removed)"),
