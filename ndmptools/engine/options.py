@@ -28,6 +28,7 @@ class DumpOptions:
     restart: str | None = None  # the context of an interrupted dump to go on with
     checkpoint_interval: float = 5.0  # seconds of pass IV between checkpoints of a restartable dump
     file_history: bool = True  # HIST=Y: every entry and its place on media go to the catalog
+    restore_marks: bool = True  # leave out files a running restore marks (off: benchmarks only)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class RestoreOptions:
     device: str | None = None
     prompt: bool = True
     direct: bool = True  # DIRECT=Y: with PATHs and a file history, read only their places on media
+    mark_files: bool = True  # each regular file carries the restore mark until complete (off: benchmarks)
 
 
 @dataclass(frozen=True)
