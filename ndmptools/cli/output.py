@@ -93,21 +93,23 @@ class ConsoleReporter:
             click.echo(line, file=self.app.stderr)
 
 
-def summary_line(verb: str, stats: RunStats) -> str:
-    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)`` and the warnings, if any."""
+def summary_line(verb: str, stats: RunStats, extra: str = "") -> str:
+    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)``, the warnings, if any, and ``extra``."""
     line = (
         f"{verb}: {stats.entries:,} entries, {_human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
         f"({stats.mib_per_second:.1f} MiB/s)"
     )
     if stats.warning_count:
         line += f", {stats.warning_count:,} warning{'s' if stats.warning_count != 1 else ''}"
+    if extra:
+        line += f"; {extra}"
     return line
 
 
-def finish(app: App, verb: str, stats: RunStats, payload: dict | None = None) -> int:
+def finish(app: App, verb: str, stats: RunStats, payload: dict | None = None, extra: str = "") -> int:
     """Print the summary (stderr) or the --json document (stdout); the exit code by warnings."""
     if app.json and payload is not None:
         click.echo(json.dumps(payload, indent=2, sort_keys=True))
     elif not app.quiet:
-        click.echo(summary_line(verb, stats), file=app.stderr)
+        click.echo(summary_line(verb, stats, extra), file=app.stderr)
     return 1 if stats.warning_count else 0
