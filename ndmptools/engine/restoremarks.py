@@ -10,9 +10,10 @@ from one that died (a pid reused since has another start time).
 
 The name is a ``user.`` attribute, not ``trusted.``: a restore run by an
 ordinary user can set it, and a dump run by one can read it (``trusted.``
-needs CAP_SYS_ADMIN for both). Anyone who may write a file may also set or
-remove a ``user.`` mark on it, which gives nothing they could not do to the
-file itself; a dump warns about every file it leaves out.
+needs CAP_SYS_ADMIN for both). The price: whoever may write a file may mark
+it, and so keep it out of dumps for as long as a process the mark names
+lives (as chattr +d, the nodump flag, would); every such dump warns about
+the file and records it, and takes it once that process is gone.
 
 This module is the one place the name is spelled. The mark is never backed
 up nor restored: a dump that stores extended attributes must leave
