@@ -151,6 +151,10 @@ def dump(
     and reports what changed meanwhile.
     A level-N dump holds what changed since the most recent dump of PATH at
     a lower level (its base); `ndmptools chain show PATH` lists them.
+    A regular file a running restore is writing (its user.ndmptools.restoring
+    mark names a live restore) is left out with a warning, and the next
+    dumps of PATH take it; a mark whose restore died is dumped, with a
+    warning that the file may be incomplete.
     At the end of a tape the dump goes on to the next volume: the next
     cartridge of a library, or the next tape the operator loads.
     A dump stopped while writing files (a signal, a media error, a crash)
@@ -227,7 +231,17 @@ def dump(
         checkpoint_interval=checkpoint_interval,
     )
     result = run_dump(options, app)
-    return finish(app, "dump", result.stats, result.as_dict())
+    return finish(app, "dump", result.stats, result.as_dict(), skipped_summary(result))
+
+
+def skipped_summary(result: DumpResult) -> str:
+    """The end of the summary line when files under restore were left out."""
+    count = len(result.skipped)
+    if not count:
+        return ""
+    if count == 1:
+        return "1 file under restore left out (the next dump takes it)"
+    return f"{count:,} files under restore left out (the next dump takes them)"
 
 
 def run_dump(options: DumpOptions, app: App) -> DumpResult:

@@ -92,8 +92,9 @@ class ConsoleReporter:
             click.echo(line, file=self.app.stderr)
 
 
-def summary_line(verb: str, stats: RunStats, found: str = "") -> str:
-    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)``, what was ``found``, and the warnings."""
+def summary_line(verb: str, stats: RunStats, found: str = "", extra: str = "") -> str:
+    """``dump: 20,012 entries, 83.2 MiB in 0.45 s (184.9 MiB/s)``, what was ``found``, the warnings,
+    and ``extra``."""
     line = (
         f"{verb}: {stats.entries:,} entries, {human_bytes(stats.bytes)} in {stats.seconds:.2f} s "
         f"({stats.mib_per_second:.1f} MiB/s)"
@@ -102,13 +103,15 @@ def summary_line(verb: str, stats: RunStats, found: str = "") -> str:
         line += f", {found}"
     if stats.warning_count:
         line += f", {stats.warning_count:,} warning{'s' if stats.warning_count != 1 else ''}"
+    if extra:
+        line += f"; {extra}"
     return line
 
 
-def finish(app: App, verb: str, stats: RunStats, payload: dict | None = None) -> int:
+def finish(app: App, verb: str, stats: RunStats, payload: dict | None = None, extra: str = "") -> int:
     """Print the summary (stderr) or the --json document (stdout); the exit code by warnings."""
     if app.json and payload is not None:
         click.echo(json.dumps(payload, indent=2, sort_keys=True))
     elif not app.quiet:
-        click.echo(summary_line(verb, stats), file=app.stderr)
+        click.echo(summary_line(verb, stats, extra=extra), file=app.stderr)
     return 1 if stats.warning_count else 0

@@ -143,6 +143,9 @@ def restore(
     that would reach outside DIR are refused with a warning. A dump on
     several volumes is read in order: the next cartridge of a library, the
     next -f file, or the tape the operator is asked for.
+    Each regular file carries the extended attribute user.ndmptools.restoring
+    from the moment it is created until its data, size, owner, mode and
+    times are in, so that a dump taken meanwhile leaves it out.
 
     With -C nothing is restored: each entry of the dump (under the PATHs) is
     compared with the tree at DIR, by type, mode, owner, group, size, mtime,

@@ -3,6 +3,10 @@
 Capture turns a stat result into the InodeInfo the format packs. Apply sets
 owner, mode and times on a restored entry, through a file descriptor where
 there is one so that nothing is ever resolved through a symbolic link.
+
+Extended attributes, once they are captured and applied here, must leave
+out restoremarks.MARK_XATTR both ways: it says a restore is writing the file
+now, which is never true of a file on media.
 """
 
 from __future__ import annotations

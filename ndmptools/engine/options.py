@@ -29,6 +29,7 @@ class DumpOptions:
     restart: str | None = None  # the context of an interrupted dump to go on with
     checkpoint_interval: float = 5.0  # seconds of pass IV between checkpoints of a restartable dump
     file_history: bool = True  # HIST=Y: every entry and its place on media go to the catalog
+    restore_marks: bool = True  # leave out files a running restore marks (off: benchmarks only)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RestoreOptions:
     renames: tuple[tuple[str, str], ...] = ()  # EXTRACT=E: (OLD, NEW) pairs, each OLD restored at NEW
     force: bool = False  # FORCE=Y: no check for room first; stop cleanly when the target is full
     original: bool = False  # into the directory the dump was taken from, not ``target``
+    mark_files: bool = True  # each regular file carries the restore mark until complete (off: benchmarks)
 
 
 @dataclass(frozen=True)

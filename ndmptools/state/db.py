@@ -94,6 +94,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dump_id, ino)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE restore_marks (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
+        fs_inode INTEGER NOT NULL,       -- the file's inode number (signed 64 bits), stable along a chain
+        path BLOB NOT NULL,              -- relative to the dump's root, raw bytes
+        state TEXT NOT NULL,             -- skipped (under a running restore), or included (on media again)
+        mark TEXT,                       -- the restore mark of a skipped file
+        PRIMARY KEY (dump_id, fs_inode)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,12 +11,13 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ndmptools.engine.dump.checkpoint import snapshot_to_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession, reap_abandoned
 from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import Base, map_tree
+from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
 from ndmptools.engine.fsinfo import FileSystemInfo, describe
@@ -39,6 +40,7 @@ from ndmptools.state.catalog import FileCatalog
 from ndmptools.state.contexts import ContextStore
 from ndmptools.state.db import default_state_dir
 from ndmptools.state.history import DumpRecord, History
+from ndmptools.state.marks import RestoreMarkLog
 
 
 @dataclass
@@ -66,6 +68,8 @@ class DumpResult:
     snapshot: str = ""
     restarted: str | None = None  # the context this run restarted
     file_history: int | None = None  # names written to the catalog; None: HIST=N (or no history)
+    skipped: list[str] = field(default_factory=list)  # files under a running restore, left out
+    pending_included: list[str] = field(default_factory=list)  # left out by an earlier dump, taken now
 
     def as_dict(self) -> dict:
         return {
@@ -77,6 +81,8 @@ class DumpResult:
             "snapshot": self.snapshot,
             "restarted": self.restarted,
             "file_history": self.file_history,
+            "skipped": self.skipped,
+            "pending_included": self.pending_included,
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -374,7 +380,22 @@ def _dump_snapshot(
         )
     try:
         since = Base(base.dump_date_ns, base_numbers, base.maxino or 0) if base is not None else None
-        tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root)
+        marks = MarkFilter(
+            run,
+            os.fsencode(source),
+            live_root=None if snapshot.live else os.fsencode(source),
+            forced=RestoreMarkLog(history.db).pending(base.id) if base is not None else None,
+        )
+        tree = map_tree(
+            os.fsencode(snapshot.path),
+            run,
+            since,
+            snapshot.exclude_at_root,
+            marks if options.restore_marks else None,
+        )
+        if record_id is not None:
+            rows = ((f.ino, f.path, f.state, f.mark) for f in marks.files)
+            RestoreMarkLog(history.db).record(record_id, rows)  # they count once the dump completes
         medium = open_output()
         try:
             _check_record_size(options.blocking_factor, medium)
@@ -401,6 +422,7 @@ def _dump_snapshot(
                     "snapshot": snapshot_to_dict(snapshot),
                     "volume_name": fs.identity if fs else source,
                     "tree": {"digest": tree_digest(tree), "maxino": tree.maxino},
+                    "marks": marks.as_spec(),
                     "first_medium": medium.name,
                     "checkpoint_interval": options.checkpoint_interval,
                     "file_history": dumper.history is not None,
@@ -443,6 +465,8 @@ def _dump_snapshot(
             recorded=record_id is not None and options.update,
             snapshot=snapshot.name,
             file_history=dumper.history.rows if dumper.history is not None else None,
+            skipped=[marks.shown(f) for f in marks.skipped],
+            pending_included=[marks.shown(f) for f in marks.included],
         )
         if record_id is not None:
             history.complete(

@@ -20,6 +20,7 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 
+from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
 from ndmptools.engine.progress import RunContext
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR
@@ -87,7 +88,11 @@ def _estimate_file_blocks(st: os.stat_result) -> int:
 
 
 def map_tree(
-    root: bytes, run: RunContext, base: Base | None = None, exclude_at_root: tuple[bytes, ...] = ()
+    root: bytes,
+    run: RunContext,
+    base: Base | None = None,
+    exclude_at_root: tuple[bytes, ...] = (),
+    marks: MarkFilter | None = None,
 ) -> TreeMap:
     """Walk ``root`` (a resolved path) and number everything under it on its file system.
 
@@ -95,7 +100,9 @@ def map_tree(
     its base's number for every inode the base had (so restore -r recognises
     renames and deletions), gives new inodes numbers above the base's, and
     selects what changed since the base: those entries, the directories on
-    the path to them, and the root.
+    the path to them, and the root. With ``marks``, a regular file under a
+    running restore is left out as if it were not there, and one an earlier
+    dump left out is selected whatever its times (dump/marks.py).
     """
     root_st = os.stat(root)
     if stat.S_ISDIR(root_st.st_mode):
@@ -107,6 +114,9 @@ def map_tree(
         root_st = parent_st
         top = DirectoryNode(ROOTINO, ROOTINO, parent, inode_info_from_stat(parent_st), only_name=name)
     tree = TreeMap(root_path=root, incremental=base is not None)
+    if marks is not None:
+        marks.start(top.path, top.only_name is not None)
+    forced = marks.forced if marks is not None else {}
     if base is not None:
         tree.next_ino = max(base.maxino, ROOTINO + 1)
         since = base.since_ns
@@ -114,6 +124,7 @@ def map_tree(
     device = root_st.st_dev
     hard_links: dict[int, int] = {}
     changed_links: set[int] = set()
+    left_out: set[int] = set()  # hard-linked files under restore, by inode
     fs_inodes, media_inodes = tree.fs_inodes, tree.media_inodes
     fs_inodes.append(root_st.st_ino | _DIRECTORY_KEY)
     media_inodes.append(ROOTINO)
@@ -130,6 +141,15 @@ def map_tree(
             is_dir = stat.S_ISDIR(st.st_mode)
             if not is_dir and st.st_dev != device:
                 continue  # a file bind-mounted from another file system: not ours to dump
+            if (
+                marks is not None
+                and stat.S_ISREG(st.st_mode)
+                and not (st.st_nlink > 1 and st.st_ino in hard_links)  # its first name decided
+                and (st.st_ino in left_out or marks.leaves_out(node.path, name, st.st_ino))
+            ):
+                if st.st_nlink > 1:
+                    left_out.add(st.st_ino)  # every other name of it stays out too
+                continue
             if is_dir:
                 # A file system reuses a freed inode for whatever comes next: a directory's key
                 # differs from a file's, so an inode number that changed kind gets a new number.
@@ -149,7 +169,12 @@ def map_tree(
                 new_inode = True
                 if not is_dir and st.st_nlink > 1:
                     hard_links[key] = ino
-            changed = base is None or st.st_mtime_ns >= since or st.st_ctime_ns >= since
+            changed = (
+                base is None
+                or st.st_mtime_ns >= since
+                or st.st_ctime_ns >= since
+                or (bool(forced) and not is_dir and key in forced)
+            )
             if is_dir:
                 child = DirectoryNode(
                     ino,

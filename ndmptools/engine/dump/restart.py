@@ -26,6 +26,7 @@ from ndmptools.engine.dump import (
 from ndmptools.engine.dump.checkpoint import resume_of, snapshot_from_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession
 from ndmptools.engine.dump.mapping import Base, map_tree
+from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, SnapshotError, StateError, UsageError
 from ndmptools.engine.fsinfo import describe
@@ -124,7 +125,8 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         if numbers is None:
             raise ChainError(f"the base dump (#{base['id']}) of context {context.id} has lost its inode map")
         since = Base(base["dump_date_ns"], numbers, base["maxino"])
-    tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root)
+    marks = MarkFilter.from_spec(run, os.fsencode(source), spec.get("marks"))  # the first run's choices
+    tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root, marks)
     if tree_digest(tree) != spec["tree"]["digest"]:
         raise SnapshotError(
             f"the snapshot {snapshot.name} no longer reads as it did when context {context.id} began: "
@@ -237,4 +239,6 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         file_history=dumper.history.rows if dumper.history is not None else None,
         snapshot=snapshot.name,
         restarted=context.id,
+        skipped=[marks.shown(f) for f in marks.skipped],
+        pending_included=[marks.shown(f) for f in marks.included],
     )

@@ -4,6 +4,8 @@
 2. create the directories and an empty file for every regular file;
 3. stream the media and write the data, links and special files, each
    file's owner, mode and times set as soon as its data is in;
+   a regular file carries the restore mark (restoremarks.py) from its
+   creation in stage 2 until then, so a dump taken meanwhile leaves it out;
 4. set the directories' owners, modes and times, deepest first (their
    times change while entries are made in them, so they come last).
 """
@@ -33,6 +35,7 @@ from ndmptools.engine.restore.catalog import (
 from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
 from ndmptools.engine.restore.origin import original_location
 from ndmptools.engine.restore.target import Refused, TargetTree, out_of_room
+from ndmptools.engine.restoremarks import RestoreMarker
 from ndmptools.errors import FormatError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
@@ -335,6 +338,10 @@ class Restorer:
                     self.warn_entry(path, f"cannot set its size: {err.strerror}; not restored")
             if complete:
                 self._apply_attributes(path, lambda: apply_to_fd(fd, info))
+                try:
+                    self.target.finish_file(fd)  # last: until now a dump must leave it out
+                except Refused as why:
+                    self.warn_entry(path, str(why))
         finally:
             os.close(fd)
             if not complete:
@@ -471,7 +478,8 @@ def run_restore(
                 "the size of the data is not known before it is read (no file history of this dump "
                 "here, or not the whole dump from a medium of known size): only inodes were checked"
             )
-    target = TargetTree(into)
+    marker = RestoreMarker(run) if options.mark_files else None
+    target = TargetTree(into, marker)
     restorer = Restorer(catalog, reader, target, run)
     try:
         restorer.create_directories_and_files()
@@ -490,6 +498,8 @@ def run_restore(
         restorer.set_directory_attributes()
     finally:
         target.close()
+        if marker is not None:
+            marker.finish()
     volume = catalog.volume.header
     run.stats.entries = restorer.restored + len(catalog.directories)
     run.stats.bytes = reader.blocks.bytes_from_medium if direct else reader.blocks.blocks_read * TP_BSIZE

@@ -38,6 +38,7 @@ from ndmptools.engine.restore.catalog import (
     unsafe_name_reason,
 )
 from ndmptools.engine.restore.target import Refused, TargetTree
+from ndmptools.engine.restoremarks import RestoreMarker
 from ndmptools.errors import ChainError, FormatError
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE
 from ndmptools.format.dirent import parse_directory
@@ -307,7 +308,8 @@ def apply_dump(
     os.makedirs(options.target, exist_ok=True)
     table, why_no_table = targets.load(options.target)
     _check_order(header, table, why_no_table, options.target, history)
-    target = TargetTree(options.target)
+    marker = RestoreMarker(run) if options.mark_files else None
+    target = TargetTree(options.target, marker)
     try:
         applier = None
         if header.ddate == 0:
@@ -334,6 +336,8 @@ def apply_dump(
         raise
     finally:
         target.close()
+        if marker is not None:
+            marker.finish()
     new_directories = applier.new if header.ddate else media.contents
     targets.save(
         options.target,

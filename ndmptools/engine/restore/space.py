@@ -40,7 +40,7 @@ class Need:
 class Free:
     """What the target's file system has left for this user."""
 
-    bytes: int
+    bytes: int | None  # None: the file system sets no limit it tells (ramfs)
     inodes: int | None  # None: the file system sets no limit (btrfs reports none)
     block_size: int
     checked_at: str  # the existing directory the numbers are of
@@ -60,10 +60,9 @@ def free_at(target: str) -> Free:
         raise TargetError(f"cannot restore into {target}: {err.strerror}") from None
     if vfs.f_flag & os.ST_RDONLY:
         raise TargetError(f"cannot restore into {target}: {place} is on a read-only file system")
-    if not vfs.f_blocks:
-        raise TargetError(f"cannot restore into {target}: {place} is on a file system that holds no files")
+    room = vfs.f_bavail * vfs.f_frsize if vfs.f_blocks else None  # ramfs counts no blocks: no limit
     inodes = vfs.f_favail if vfs.f_files else None
-    return Free(vfs.f_bavail * vfs.f_frsize, inodes, vfs.f_bsize or 4096, place)
+    return Free(room, inodes, vfs.f_bsize or 4096, place)
 
 
 def on_disk(size: int, media_blocks: int | None, block_size: int) -> int:
@@ -89,7 +88,7 @@ def check(target: str, need: Need, free: Free) -> None:
     """Refuse, with both sides' numbers, a restore that will not fit."""
     short = []
     wanted = need.bytes_with_headroom
-    if wanted is not None and wanted > free.bytes:
+    if wanted is not None and free.bytes is not None and wanted > free.bytes:
         data = human_bytes(need.data_bytes or 0)
         short.append(
             f"{human_bytes(wanted)} (the data, {data} {need.basis}, plus {human_bytes(HEADROOM)}) "

@@ -12,6 +12,9 @@ only reads.
 The rules for what is already there: a file (anything but a directory) of the
 same name is replaced, a directory is merged, and a directory is never
 replaced by anything else.
+
+A regular file made here carries the restore mark (restoremarks.py) from
+the moment it exists until ``finish_file``; one never finished is removed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections import OrderedDict
 from contextlib import contextmanager, suppress
 
 from ndmptools.engine.errors import TargetError
+from ndmptools.engine.restoremarks import MARK_XATTR, RestoreMarker
 from ndmptools.format.constants import ROOTINO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -165,7 +169,7 @@ class OpenDirectories:
 class TargetTree(OpenDirectories):
     """The directory a restore writes into."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, marker: RestoreMarker | None = None) -> None:
         try:
             os.makedirs(path, exist_ok=True)
             root_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -173,6 +177,7 @@ class TargetTree(OpenDirectories):
             raise TargetError(f"cannot restore into {path}: {err.strerror}") from None
         super().__init__(root_fd)
         self.path = path
+        self.marker = marker  # marks each new regular file until it is complete (None: unmarked)
 
     # -- making entries ---------------------------------------------------------------
 
@@ -200,9 +205,28 @@ class TargetTree(OpenDirectories):
             return True
 
     def create_file(self, parent: int, name: bytes) -> None:
-        """An empty regular file, replacing whatever non-directory was there."""
+        """An empty regular file, replacing whatever non-directory was there; marked as under restore."""
         with self.directory(parent) as dir_fd:
-            self._make(dir_fd, name, lambda: os.close(os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)))
+            self._make(dir_fd, name, lambda: self._new_file(dir_fd, name))
+
+    def _new_file(self, dir_fd: int, name: bytes) -> None:
+        fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        try:
+            if self.marker is not None:
+                self.marker.mark(fd)
+        finally:
+            os.close(fd)
+
+    def finish_file(self, fd: int) -> None:
+        """A file's data, size, owner, mode and times are in: it is no longer under restore."""
+        if self.marker is None:
+            return
+        try:
+            self.marker.unmark(fd)
+        except OSError as err:
+            raise Refused(
+                f"restored, but its {MARK_XATTR} mark could not be removed: {err.strerror}"
+            ) from None
 
     def open_file(self, parent: int, name: bytes) -> int:
         """Open a file made by create_file for writing; never through a link."""
