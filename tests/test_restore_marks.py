@@ -390,6 +390,18 @@ def test_hand_written_marks_live_dead_reused_and_foreign(place, tmp_path, ndmpto
     assert f"{tree / 'live'}: left by a restore that is no longer running" in stderr
 
 
+def test_a_restore_of_many_files_gets_twenty_warnings_and_one_count(place, tmp_path, sleeper):
+    tree = place.root / "tree"
+    tree.mkdir()
+    for i in range(45):
+        (tree / f"f{i:02d}").write_bytes(b"")  # as stage 2 of a big restore leaves them: marked, empty
+        hand_mark(tree / f"f{i:02d}", sleeper.pid, process_start_ticks(sleeper.pid))
+    level0, stderr = place.dump(tree, tmp_path / "d0.dump")
+    assert len(level0["skipped"]) == 45
+    assert stderr.count("being restored (by") == 20
+    assert "25 more files under restore left out of this dump" in stderr
+
+
 def test_still_under_restore_at_the_next_dump_it_is_left_out_again(place, tmp_path, sleeper):
     tree = place.root / "tree"
     tree.mkdir()

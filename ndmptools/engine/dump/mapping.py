@@ -210,6 +210,8 @@ def map_tree(
         raise OverflowError("more than 2**32 inodes: beyond what the dump format can number")
     tree.directories[0].dump = True  # the root is always on media
     tree.files_to_dump.sort()
+    if marks is not None:
+        marks.finish()
     return tree
 
 

@@ -31,6 +31,7 @@ from ndmptools.engine.restoremarks import MARK_XATTR, RestoreMark, read_mark
 
 SKIPPED = "skipped"
 INCLUDED = "included"
+MAX_NAMED = 20  # files under restore named one warning each; the rest are counted in one more
 
 
 @dataclass(frozen=True)
@@ -171,23 +172,35 @@ class MarkFilter:
         if mark not in self._verdicts:
             self._verdicts[mark] = parsed.running()
         running, why_not = self._verdicts[mark]
+        named = len(self.skipped) < MAX_NAMED  # a restore under way may have made a million files
         if running:
-            self.run.warn(
-                f"{shown}: being restored (by {parsed.describe()}): left out of this dump; "
-                "the next dump of this path takes it"
-            )
+            if named:
+                self.run.warn(
+                    f"{shown}: being restored (by {parsed.describe()}): left out of this dump; "
+                    "the next dump of this path takes it"
+                )
             return True
         if self._live_top is not None and self._live_mark(relative) != mark:
-            self.run.warn(
-                f"{shown}: was being restored when the snapshot was taken (by {parsed.describe()}, "
-                "which has ended since): left out of this dump; the next dump of this path takes it"
-            )
+            if named:
+                self.run.warn(
+                    f"{shown}: was being restored when the snapshot was taken (by {parsed.describe()}, "
+                    "which has ended since): left out of this dump; the next dump of this path takes it"
+                )
             return True
         self.run.warn(
             f"{shown}: left by a restore that is no longer running ({why_not}); dumped as it is, it may "
             f"be incomplete (once it is checked, `setfattr -x {MARK_XATTR}` clears the mark)"
         )
         return False
+
+    def finish(self) -> None:
+        """After the walk: one warning for the files left out beyond the ones named."""
+        unnamed = len(self.skipped) - MAX_NAMED
+        if unnamed > 0 and self.fixed is None:
+            self.run.warn(
+                f"{unnamed:,} more files under restore left out of this dump (dump --json lists them all); "
+                "the next dump of this path takes them"
+            )
 
     def _live_mark(self, relative: bytes) -> bytes | None:
         """The mark the file has in the live tree now (None: none, or no file)."""
