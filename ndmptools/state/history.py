@@ -19,6 +19,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from ndmptools.state.catalog import drop_rows
 from ndmptools.state.db import StateDB
 
 
@@ -226,8 +227,7 @@ class History:
                 (time.time(), dump_id),
             )
             if cursor.rowcount:
-                conn.execute("DELETE FROM catalog_names WHERE dump_id = ?", (dump_id,))
-                conn.execute("DELETE FROM catalog_inodes WHERE dump_id = ?", (dump_id,))
+                drop_rows(conn, dump_id)
 
     def interrupt(self, dump_id: int) -> None:
         """Stopped in pass IV with a restartable context: no base until a restart completes it."""

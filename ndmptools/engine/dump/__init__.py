@@ -65,7 +65,7 @@ class DumpResult:
     recorded: bool = False
     snapshot: str = ""
     restarted: str | None = None  # the context this run restarted
-    file_history: int | None = None  # names written to the catalog; None: HIST=N (or no history)
+    file_history: int | None = None  # inodes recorded in the catalog; None: HIST=N (or no history)
 
     def as_dict(self) -> dict:
         return {
@@ -169,7 +169,7 @@ def media_record(locations: list[dict], volume_starts: list[int]) -> dict:
 
 
 def file_history_recorder(history: History, record_id: int, tree) -> FileHistoryRecorder:
-    """The recorder that writes one dump's names and places to the catalog."""
+    """The recorder that writes one dump's inodes and their places to the catalog."""
     return FileHistoryRecorder(FileCatalog(history.db), record_id, tree.directories[0].path)
 
 
@@ -386,7 +386,7 @@ def _dump_snapshot(
             dumper.write_volume_start()
             dumper.write_directories()
             if dumper.history is not None:
-                dumper.history.flush()  # the names are all in before pass IV: a restart does not redo them
+                dumper.history.flush()  # every directory is in before pass IV: a restart does not redo them
             if session is not None:
                 spec = {
                     "source": source,
@@ -442,7 +442,7 @@ def _dump_snapshot(
             stats=run.stats,
             recorded=record_id is not None and options.update,
             snapshot=snapshot.name,
-            file_history=dumper.history.rows if dumper.history is not None else None,
+            file_history=dumper.history.inodes if dumper.history is not None else None,
         )
         if record_id is not None:
             history.complete(
