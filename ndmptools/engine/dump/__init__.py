@@ -455,7 +455,7 @@ def _dump_snapshot(
                     "directories": len(tree.directories),
                 },
                 maxino=tree.maxino,
-                numbers=tree.numbers(),
+                numbers=tree.numbers() if options.update else None,  # no base: no map
             )
         if session is not None:
             session.finish()  # complete: nothing to restart
