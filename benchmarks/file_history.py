@@ -4,7 +4,8 @@
     python benchmarks/file_history.py [--files 20000] [--dirs 200] [--repeat 7] [--workdir DIR]
 
 Builds FILES small files (256 B-8 KiB, as the shared corpus's small/ part;
---max-size shrinks them for a tree of a million files) over DIRS folders,
+--max-size shrinks them for a tree of a million files; --output - sends the
+dumps to stdout, which is thrown away) over DIRS folders,
 then dumps the tree through the command (a new Python process each run, as
 a user runs it), alternating HIST=Y and --no-history (in ABBA order, after
 a pair not counted), both --no-update so that nothing but the history
@@ -69,8 +70,8 @@ def command(state: str, *args: str) -> tuple[float, float, int]:
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def catalog_size(state: str) -> tuple[int, int]:
-    """Bytes of the catalog's tables and indexes in the state database, and the entries they hold."""
+def catalog_size(state: str) -> tuple[int, int, int]:
+    """Bytes of the catalog's tables and indexes in the state database, the entries and dumps they hold."""
     db = StateDB(state)
     try:
         ids = [
@@ -83,7 +84,7 @@ def catalog_size(state: str) -> tuple[int, int]:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE name LIKE 'catalog%'")]
         marks = ",".join("?" * len(tables))
         (size,) = conn.execute(f"SELECT SUM(pgsize) FROM dbstat WHERE name IN ({marks})", tables).fetchone()
-    return size or 0, entries
+    return size or 0, entries, len(ids)
 
 
 def main() -> int:
@@ -95,11 +96,13 @@ def main() -> int:
         "--max-size", type=int, default=8192, help="largest file (bytes); the smallest is 256"
     )
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--output", help="where the dumps go (default: a file in the work dir; -: nowhere)")
     parser.add_argument("--keep", action="store_true", help="leave the work directory behind")
     args = parser.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="ndmptools-hist-", dir="/dev/shm")
     os.makedirs(work, exist_ok=True)
     tree, state, out = (os.path.join(work, n) for n in ("tree", "state", "dump"))
+    out = args.output or out
     try:
         if not os.path.exists(tree):
             print(f"tree: {args.files} files of 256 B-{args.max_size} B in {args.dirs} folders", flush=True)
@@ -107,7 +110,7 @@ def main() -> int:
         shutil.rmtree(state, ignore_errors=True)
 
         def dump(history: bool) -> tuple[float, float, int]:
-            if os.path.exists(out):
+            if out != "-" and os.path.exists(out):
                 os.unlink(out)
             extra = [] if history else ["--no-history"]
             return command(state, "dump", "-q", "--no-update", "-b", "64", *extra, "-f", out, tree)
@@ -129,18 +132,27 @@ def main() -> int:
             f"  CPU time {with_cpu:.3f} s with, {without_cpu:.3f} s without: "
             f"{100 * (with_cpu / without_cpu - 1):+.1f} %"
         )
+        pairs = sorted(a[0] / b[0] for a, b in zip(runs[True], runs[False], strict=True))
+        middle = statistics.median(pairs)
+        print(
+            f"  each pair's ratio (two runs side by side): median {100 * (middle - 1):+.1f} % "
+            f"(from {100 * (pairs[0] - 1):+.1f} % to {100 * (pairs[-1] - 1):+.1f} %)"
+        )
         print(
             f"  peak memory {with_kib / 1024:.0f} MiB with, {without_kib / 1024:.0f} MiB without "
             f"({(with_kib - without_kib) / 1024:+.0f} MiB)"
         )
-        size, entries = catalog_size(state)
+        size, entries, dumps = catalog_size(state)
         if entries:
             print(
-                f"catalog: {size / 2**20:.1f} MiB for {entries} entries ({args.repeat} dumps): "
+                f"catalog: {size / 2**20:.1f} MiB for {entries} entries ({dumps} dumps): "
                 f"{size / entries * 1000 / 1024:.1f} KiB per 1,000 entries"
             )
-        found = [command(state, "chain", "find", "f0000[0-9]*", tree)[0] for _ in range(3)]
-        print(f"chain find over {entries} entries: {statistics.median(found):.2f} s (median of 3)")
+        found = statistics.median(command(state, "chain", "find", "f0000[0-9]*", tree)[0] for _ in range(3))
+        print(
+            f"chain find over {entries} entries: {found:.2f} s (median of 3), "
+            f"{found / entries * 1e6:.2f} s per million"
+        )
         return 0
     finally:
         if not args.keep and not args.workdir:

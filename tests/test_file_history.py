@@ -264,29 +264,55 @@ def test_the_catalog_finds_names_through_their_directories(tmp_path):
             (8, DT_DIR, b"unchanged"),
         ]
     )
-    sub = pack_directory([(3, DT_DIR, b"."), (ROOTINO, DT_DIR, b".."), (5, DT_REG, b"b"), (4, DT_REG, b"a2")])
+    sub = pack_directory(
+        [
+            (3, DT_DIR, b"."),
+            (ROOTINO, DT_DIR, b".."),
+            (5, DT_REG, b"b"),
+            (4, DT_REG, b"a2"),
+            (6, DT_REG, b"c"),
+            (7, DT_REG, b"huge"),
+        ]
+    )
     big, old = 1 << 40, -5_000_000_000  # sizes past 4 GiB, a time before 1970
     catalog.add(
         dump_id,
         [(b"", ROOTINO, 0o40755, len(root), 0, 10, 1, root), (b"d", 3, 0o40700, len(sub), 1, 12, 1, sub)],
         _inodes((4, 0o100644, big, old, 20, 7)),
     )
-    catalog.add(dump_id, [], _inodes((5, 0o100600, 3, 2, 30, 1), (6, 0o10644, 0, 3, 31, 0)))
-    paths = [e.path for e in catalog.entries(dump_id)]
-    assert paths == [b"", b"d", b"a", b"d/a2", b"d/b"]  # media order; no 'gone', no 'unchanged'
-    assert catalog.count(dump_id) == 5
-    a = next(e for e in catalog.entries(dump_id) if e.path == b"a")
-    assert (a.ino, a.size, a.mtime_ns, a.tapea, a.blocks) == (4, big, old, 20, 7)
+    # The third inode of this batch is too big for narrow rows: the two before it are widened.
+    catalog.add(
+        dump_id,
+        [],
+        _inodes((5, 0o100600, 3, 2, 30, 1), (6, 0o10644, 0, 3, 31, 0), (7, 0o100644, 1 << 33, 4, 32, 9)),
+    )
+    entries = list(catalog.entries(dump_id))
+    paths = [e.path for e in entries]
+    assert paths == [b"", b"d", b"a", b"d/a2", b"d/b", b"d/c", b"d/huge"]  # no 'gone', no 'unchanged'
+    assert catalog.count(dump_id) == 7
+    assert entries[0] == CatalogEntry(b"", ROOTINO, 0o40755, len(root), 0, 10, 1)
+    assert entries[2] == CatalogEntry(b"a", 4, 0o100644, big, old, 20, 7)
+    assert entries[3].ino == 4 and entries[3].tapea == 20  # the same inode under a second name
+    assert entries[5] == CatalogEntry(b"d/c", 6, 0o10644, 0, 3, 31, 0)
+    assert entries[6] == CatalogEntry(b"d/huge", 7, 0o100644, 1 << 33, 4, 32, 9)
     assert [e.path for e in catalog.select(dump_id, [b"d/b"])] == [b"", b"d", b"d/b"]
-    assert [e.path for e in catalog.select(dump_id, [b"d"])] == [b"", b"d", b"d/a2", b"d/b"]
-    assert [e.path for e in catalog.select(dump_id, [b"gone", b"nothing/here"])] == [b""]
+    assert [e.path for e in catalog.select(dump_id, [b"d"])] == [
+        b"",
+        b"d",
+        b"d/a2",
+        b"d/b",
+        b"d/c",
+        b"d/huge",
+    ]
+    assert [e.path for e in catalog.select(dump_id, [b"gone", b"unchanged", b"no/such"])] == [b""]
     assert [(i, e.path) for i, e in catalog.find([dump_id], "a*")] == [(dump_id, b"a"), (dump_id, b"d/a2")]
-    assert [e.path for _, e in catalog.find([dump_id], "d/*")] == [b"d/a2", b"d/b"]
-    # A restart from inode 5: its place and those above go; what is below stays.
-    catalog.forget_inodes_from(dump_id, 5)
-    assert [e.path for e in catalog.entries(dump_id)] == [b"", b"d", b"a", b"d/a2"]
-    catalog.add(dump_id, [], _inodes((5, 0o100600, 3, 2, 99, 1)))
-    assert [(e.path, e.tapea) for e in catalog.select(dump_id, [b"d/b"])][-1] == (b"d/b", 99)
+    assert [e.path for _, e in catalog.find([dump_id], "d/*")] == [b"d/a2", b"d/b", b"d/c", b"d/huge"]
+    # A restart from inode 6: its place and those above go, in the middle of a batch; 5 stays.
+    catalog.forget_inodes_from(dump_id, 6)
+    assert [e.path for e in catalog.entries(dump_id)] == [b"", b"d", b"a", b"d/a2", b"d/b"]
+    catalog.add(dump_id, [], _inodes((6, 0o10644, 0, 3, 99, 0), (7, 0o100644, 1 << 33, 4, 100, 9)))
+    places = [(e.path, e.tapea) for e in catalog.select(dump_id, [b"d"])]
+    assert places[-3:] == [(b"d/b", 30), (b"d/c", 99), (b"d/huge", 100)]
     history.fail(dump_id)
     assert catalog.count(dump_id) == 0
     db.close()

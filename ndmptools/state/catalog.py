@@ -62,41 +62,45 @@ _LAYOUTS = {b"n": _NARROW, b"w": _WIDE}
 class InodeRows:
     """One batch of inodes, in ascending order, packed as they come (the blob of a catalog_inodes row).
 
-    ``add`` is on a dump's path once per file, so it does no more than one
-    struct call; when the batch holds ``batch`` inodes, ``on_full`` is called
-    (to write it out and ``clear`` it).
+    ``add`` is on a dump's path once per file, so it does little more than
+    one struct call; when the batch holds ``batch`` inodes, ``on_full`` is
+    called (to write it out and ``clear`` it).
     """
 
-    __slots__ = ("_batch", "_full_at", "_on_full", "data", "wide")
+    __slots__ = ("_batch", "_limit", "_on_full", "_pack", "_room", "data", "wide")
 
     def __init__(self, batch: int = 0, on_full: Callable[[], None] | None = None) -> None:
-        self.data = bytearray()
-        self.wide = False
         self._batch = batch if on_full is not None else 0
-        self._full_at = self._batch * _NARROW.size or 1 << 62
         self._on_full = on_full
-
-    def add(self, ino: int, info, tapea: int, blocks: int) -> None:
-        """The next inode as the dump writes it: ``info`` has its mode, size and mtime_ns."""
-        size = info.size
-        if (size | tapea | blocks) <= _NARROW_MAX and not self.wide:
-            self.data += _NARROW.pack(ino, info.mode, size, info.mtime_ns, tapea, blocks)
-        else:
-            self.append(ino, info.mode, size, info.mtime_ns, tapea, blocks)
-        if len(self.data) >= self._full_at:
-            self._on_full()
-
-    def append(self, ino: int, mode: int, size: int, mtime_ns: int, tapea: int, blocks: int) -> None:
-        if not self.wide and (size | tapea | blocks) > _NARROW_MAX:
-            self.data = bytearray(b"".join(_WIDE.pack(*row) for row in _NARROW.iter_unpack(self.data)))
-            self.wide = True
-            self._full_at = self._batch * _WIDE.size or 1 << 62
-        self.data += (_WIDE if self.wide else _NARROW).pack(ino, mode, size, mtime_ns, tapea, blocks)
+        self.clear()
 
     def clear(self) -> None:
         self.data = bytearray()
         self.wide = False
-        self._full_at = self._batch * _NARROW.size or 1 << 62
+        self._pack = _NARROW.pack
+        self._limit = _NARROW_MAX  # a size or a place past it widens the batch
+        self._room = self._batch or -1  # inodes until on_full; -1: never
+
+    def add(self, ino: int, info, tapea: int, blocks: int) -> None:
+        """The next inode as the dump writes it: ``info`` has its mode, size and mtime_ns."""
+        size = info.size
+        if (size | tapea | blocks) > self._limit:
+            self._widen()
+        self.data += self._pack(ino, info.mode, size, info.mtime_ns, tapea, blocks)
+        self._room -= 1
+        if not self._room:
+            self._on_full()
+
+    def append(self, ino: int, mode: int, size: int, mtime_ns: int, tapea: int, blocks: int) -> None:
+        if (size | tapea | blocks) > self._limit:
+            self._widen()
+        self.data += self._pack(ino, mode, size, mtime_ns, tapea, blocks)
+
+    def _widen(self) -> None:
+        self.data = bytearray(b"".join(_WIDE.pack(*row) for row in _NARROW.iter_unpack(self.data)))
+        self.wide = True
+        self._pack = _WIDE.pack
+        self._limit = 1 << 64
 
     def __len__(self) -> int:
         return len(self.data) // (_WIDE if self.wide else _NARROW).size
