@@ -30,7 +30,7 @@ from ndmptools.format.reader import DumpReader
 from ndmptools.media import MediaRequest, open_medium
 from ndmptools.media.st import MTFSR, MTSEEK, ScsiTape
 from ndmptools.state.catalog import CatalogEntry, FileCatalog, InodeRows, pack_inodes, unpack_inodes
-from ndmptools.state.db import StateDB
+from ndmptools.state.db import MIGRATIONS, StateDB
 from ndmptools.state.history import History
 from tests.fake_st import FakeCartridge, FakeStDriver
 from tests.test_restart import _cli, _killed_dump, _the_one_context, volume  # noqa: F401 - a fixture
@@ -315,6 +315,30 @@ def test_the_catalog_finds_names_through_their_directories(tmp_path):
     assert places[-3:] == [(b"d/b", 30), (b"d/c", 99), (b"d/huge", 100)]
     history.fail(dump_id)
     assert catalog.count(dump_id) == 0
+    db.close()
+
+
+def test_a_history_of_the_old_schema_is_migrated_and_its_dumps_lose_their_file_history(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "ndmptools.db") as db:  # a database as schema 3 left it
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for script in MIGRATIONS[:3]:
+            db.executescript(script)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        db.execute(
+            "INSERT INTO dumps (id, identity, fs_path, dumped_path, level, dump_date_ns, status, read_only, "
+            "started, file_history) VALUES (1, 'uuid:x', '/', '/x', 0, 0, 'completed', 0, 0, 1)"
+        )
+        db.execute("INSERT INTO catalog_names VALUES (1, x'', 2)")
+        db.execute("INSERT INTO catalog_inodes VALUES (1, 2, 16877, 0, 0, 10)")
+    db = StateDB(str(state))
+    assert db.version == len(MIGRATIONS) == 4
+    history = History(db)
+    assert history.get(1).file_history is False  # its rows are gone: it has no file history now
+    assert FileCatalog(db).count(1) == 0
+    tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert {"catalog_dirs", "catalog_inodes"} <= tables and "catalog_names" not in tables
     db.close()
 
 

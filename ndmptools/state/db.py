@@ -116,7 +116,7 @@ MIGRATIONS: list[str] = [
         dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
         first_ino INTEGER NOT NULL,      -- the batch holds inodes first_ino..last_ino of the dump, ascending
         last_ino INTEGER NOT NULL,
-        inodes BLOB NOT NULL,            -- ino, mode, size, mtime_ns, tapea, blocks of each, packed by column
+        inodes BLOB NOT NULL,            -- ino, mode, size, mtime_ns, tapea, blocks of each: fixed-width rows
         PRIMARY KEY (dump_id, first_ino)
     );
     """,
