@@ -297,9 +297,22 @@ class FileCatalog:
         return found
 
     def entries(self, dump_id: int) -> Iterator[CatalogEntry]:
-        """Every entry of a dump, in media order (directories first, as pass III wrote them)."""
-        found = self._entries(dump_id, self._directories(dump_id))
-        yield from sorted(found.values(), key=lambda e: (e.tapea, e.path))
+        """Every entry of a dump, in media order (c_tapea, then path).
+
+        The directories come first, as pass III wrote them; the other inodes
+        follow in inode order, which is pass IV's. Only the names are held in
+        memory, and one batch of inodes, however big the dump.
+        """
+        directories = self._directories(dump_id)
+        yield from sorted((_directory_entry(row) for row in directories), key=lambda e: (e.tapea, e.path))
+        directory_inos = {row[1] for row in directories}
+        names = [(ino, path) for row in directories for path, ino in _names(row) if ino not in directory_inos]
+        names.sort()
+        inodes = _Inodes(self.db.conn, dump_id)
+        for ino, path in names:
+            inode = inodes.get(ino)
+            if inode is not None:
+                yield CatalogEntry(path, *inode)
 
     def select(self, dump_id: int, paths: Iterable[bytes]) -> list[CatalogEntry]:
         """The entries at ``paths``, everything below them, and the directories above them."""
@@ -355,4 +368,4 @@ class FileCatalog:
                 yield dump_id, found[path]
 
     def count(self, dump_id: int) -> int:
-        return len(self._entries(dump_id, self._directories(dump_id)))
+        return sum(1 for _ in self.entries(dump_id))
