@@ -43,7 +43,7 @@ class CatalogEntry:
     size: int
     mtime_ns: int
     tapea: int
-    blocks: int  # 1 KiB data blocks on media (holes excluded): what restoring it writes
+    blocks: int  # 1 KiB data blocks it has on media (holes are none); a directory or symlink counts its own
 
 
 # An inode as the catalog keeps it: (ino, mode, size, mtime_ns, tapea, blocks).
