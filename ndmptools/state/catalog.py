@@ -75,7 +75,7 @@ class InodeRows:
         self.clear()
 
     def clear(self) -> None:
-        self.data = bytearray()
+        self.data = bytearray(b"n")  # the blob as it goes to the database: its layout, then the rows
         self.wide = False
         self._pack = _NARROW.pack
         self._limit = _NARROW_MAX  # a size or a place past it widens the batch
@@ -97,21 +97,22 @@ class InodeRows:
         self.data += self._pack(ino, mode, size, mtime_ns, tapea, blocks)
 
     def _widen(self) -> None:
-        self.data = bytearray(b"".join(_WIDE.pack(*row) for row in _NARROW.iter_unpack(self.data)))
+        rows = _NARROW.iter_unpack(memoryview(self.data)[1:])
+        self.data = bytearray(b"w" + b"".join(_WIDE.pack(*row) for row in rows))
         self.wide = True
         self._pack = _WIDE.pack
         self._limit = 1 << 64
 
     def __len__(self) -> int:
-        return len(self.data) // (_WIDE if self.wide else _NARROW).size
+        return (len(self.data) - 1) // (_WIDE if self.wide else _NARROW).size
 
     def first_and_last(self) -> tuple[int, int]:
         layout = _WIDE if self.wide else _NARROW
         last = len(self.data) - layout.size
-        return layout.unpack_from(self.data)[0], layout.unpack_from(self.data, last)[0]
+        return layout.unpack_from(self.data, 1)[0], layout.unpack_from(self.data, last)[0]
 
-    def blob(self) -> bytes:
-        return (b"w" if self.wide else b"n") + bytes(self.data)
+    def blob(self) -> bytearray:
+        return self.data
 
 
 def pack_inodes(rows: Iterable[InodeRow]) -> bytes:
@@ -119,7 +120,7 @@ def pack_inodes(rows: Iterable[InodeRow]) -> bytes:
     batch = InodeRows()
     for row in rows:
         batch.append(*row)
-    return batch.blob()
+    return bytes(batch.blob())
 
 
 def unpack_inodes(blob: bytes) -> list[InodeRow]:
