@@ -4,15 +4,16 @@
     python benchmarks/file_history.py [--files 20000] [--dirs 200] [--repeat 7] [--workdir DIR]
 
 Builds FILES small files (256 B-8 KiB, as the shared corpus's small/ part;
---max-size shrinks them for a tree of a million files; --output - sends the
-dumps to stdout, which is thrown away) over DIRS folders,
-then dumps the tree through the command (a new Python process each run, as
-a user runs it), alternating HIST=Y and --no-history (in ABBA order, after
-a pair not counted), both --no-update so that nothing but the history
-differs. It prints the medians and the ratios of wall and CPU time, each
-side's peak memory (the largest resident set of a run), the catalog's size
-in the state database per 1,000 entries, and how long `chain find` takes
-over all of it.
+--max-size shrinks them for a tree of a million files) over DIRS folders,
+then dumps the tree (to a file; with --output -, to nowhere) through the
+command, a new Python process each run as a user runs it, alternating
+HIST=Y and --no-history (in ABBA order, after a pair not counted), both
+--no-update so that nothing but the history differs. It prints the medians
+and the ratios of wall and CPU time, each side's peak memory (the largest
+resident set of a run), the catalog's size in the state database per 1,000
+entries, and how long `chain find` takes over all of it. With
+--instructions it also counts the instructions of one run of each side
+under valgrind, which a busy machine does not change.
 
 Machines are shared and noisy: read the ratio, not the seconds. The work
 directory defaults to a new folder in /dev/shm (tmpfs).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sqlite3
 import statistics
@@ -70,6 +72,23 @@ def command(state: str, *args: str) -> tuple[float, float, int]:
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
+VALGRIND = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+
+
+def instructions(state: str, *args: str) -> int:
+    """Instructions one run of the command executes, counted by valgrind (the same on a busy machine)."""
+    done = subprocess.run(
+        [*VALGRIND, sys.executable, "-m", "ndmptools", "--state-dir", state, *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONHASHSEED="0"),
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode not in (0, 1) or found is None:
+        raise SystemExit(f"valgrind ndmptools {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return int(found.group(1))
+
+
 def catalog_size(state: str) -> tuple[int, int, int]:
     """Bytes of the catalog's tables and indexes in the state database, the entries and dumps they hold."""
     db = StateDB(state)
@@ -97,6 +116,11 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--output", help="where the dumps go (default: a file in the work dir; -: nowhere)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each side's instructions under valgrind (slow)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the work directory behind")
     args = parser.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="ndmptools-hist-", dir="/dev/shm")
@@ -142,6 +166,25 @@ def main() -> int:
             f"  peak memory {with_kib / 1024:.0f} MiB with, {without_kib / 1024:.0f} MiB without "
             f"({(with_kib - without_kib) / 1024:+.0f} MiB)"
         )
+        if args.instructions and shutil.which("valgrind"):
+            counts = {}
+            for history in (True, False):  # each from a copy of the same database, one dump each
+                copy = f"{state}.{history}"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(state, copy)
+                extra = [] if history else ["--no-history"]
+                target = out if out == "-" else f"{out}.{history}"
+                counts[history] = instructions(
+                    copy, "dump", "-q", "--no-update", "-b", "64", *extra, "-f", target, tree
+                )
+                shutil.rmtree(copy)
+                if target != "-":
+                    os.unlink(target)
+            with_g, without_g = counts[True] / 1e9, counts[False] / 1e9
+            print(
+                f"  instructions (valgrind): {with_g:.3f} G with, {without_g:.3f} G without: "
+                f"{100 * (with_g / without_g - 1):+.2f} %"
+            )
         size, entries, dumps = catalog_size(state)
         if entries:
             print(
