@@ -3,6 +3,8 @@
 FAULT_KILL_AFTER_RECORDS=N lets N records reach the medium and kills the
 process as it hands over the next; with FAULT_PARTIAL=1 half of that record
 is written first, as a power cut in the middle of a write would leave it.
+FAULT_HISTORY_BATCH=N makes the file history go to the state database every
+N inodes, so that a kill finds batches written after the last checkpoint.
 Nothing else is changed: the dump, its media and its state are the real ones.
 """
 
@@ -44,6 +46,10 @@ def _half_to_tape(medium: VirtualTape, record: bytes) -> None:
 if __name__ == "__main__":
     _install(FileMedium, _half_to_file)
     _install(VirtualTape, _half_to_tape)
+    if os.environ.get("FAULT_HISTORY_BATCH"):
+        from ndmptools.engine.dump.filehistory import FileHistoryRecorder
+
+        FileHistoryRecorder.BATCH = int(os.environ["FAULT_HISTORY_BATCH"])
     from ndmptools.cli import main
 
     main(sys.argv[1:])

@@ -24,8 +24,13 @@ from ndmptools.engine.options import DumpOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext
 from ndmptools.engine.restore import run_restore
 from ndmptools.engine.treediff import compare_trees
+from ndmptools.format.constants import DT_DIR, DT_REG, ROOTINO
+from ndmptools.format.dirent import pack_directory
+from ndmptools.format.reader import DumpReader
+from ndmptools.media import MediaRequest, open_medium
 from ndmptools.media.st import MTFSR, MTSEEK, ScsiTape
-from ndmptools.state.db import StateDB
+from ndmptools.state.catalog import CatalogEntry, FileCatalog, InodeRows, pack_inodes, unpack_inodes
+from ndmptools.state.db import MIGRATIONS, StateDB
 from ndmptools.state.history import History
 from tests.fake_st import FakeCartridge, FakeStDriver
 from tests.test_restart import _cli, _killed_dump, _the_one_context, volume  # noqa: F401 - a fixture
@@ -86,6 +91,26 @@ class Run:
         with sqlite3.connect(os.path.join(self.state, "ndmptools.db")) as db:
             return db.execute(query, params).fetchall()
 
+    def _batch(self, ino: int) -> tuple[int, list[list[int]]]:
+        """The first inode of the catalog batch holding ``ino``, and the batch's rows."""
+        [(first, blob)] = self.sql(
+            "SELECT first_ino, inodes FROM catalog_inodes WHERE first_ino <= ? AND last_ino >= ?", ino, ino
+        )
+        return first, [list(row) for row in unpack_inodes(blob)]
+
+    def inode(self, ino: int) -> list[int]:
+        """(ino, mode, size, mtime_ns, tapea, blocks) of a non-directory, as the catalog has it."""
+        [row] = [row for row in self._batch(ino)[1] if row[0] == ino]
+        return row
+
+    def set_inode(self, ino: int, *, tapea: int) -> None:
+        """Give the catalog's record of ``ino`` another place (a catalog that lies)."""
+        first, rows = self._batch(ino)
+        for row in rows:
+            if row[0] == ino:
+                row[4] = tapea
+        self.sql("UPDATE catalog_inodes SET inodes = ? WHERE first_ino = ?", pack_inodes(rows), first)
+
 
 @pytest.fixture
 def run(tmp_path, ndmptools) -> Run:
@@ -99,6 +124,54 @@ def _listing(entries) -> set:
 def _same_file(a, b) -> None:
     with open(a, "rb") as first, open(b, "rb") as second:
         assert first.read() == second.read(), (a, b)
+
+
+class _Blocks:
+    """A data sink that keeps which 1 KiB blocks of an inode come with data (holes do not)."""
+
+    def __init__(self) -> None:
+        self.blocks: set[int] = set()
+
+    def data(self, offset: int, pieces) -> None:
+        end = offset + sum(len(p) for p in pieces)
+        self.blocks.update(range(offset // KiB, -(-end // KiB)))
+
+    def hole(self, offset: int, length: int) -> None:
+        pass
+
+
+def _on_media(spec: str) -> dict[int, tuple[int, int]]:
+    """Each inode's c_tapea (of its first header) and data blocks, read from the media front to back."""
+    found = {}
+    with open_medium(MediaRequest(specs=(spec,), mode="r")) as medium:
+        reader = DumpReader(medium, pytest.fail)
+        reader.read_volume_start()
+        while (header := reader.next_inode()) is not None:
+            blocks = _Blocks()
+            reader.read_data(header, blocks)
+            reader.read_attributes(header.inumber)
+            found[header.inumber] = (header.tapea, len(blocks.blocks))
+    return found
+
+
+def _catalog(state) -> list[CatalogEntry]:
+    """The entries of the last dump with a file history in ``state``, from its catalog."""
+    db = StateDB(str(state))
+    try:
+        [(dump_id,)] = db.conn.execute("SELECT MAX(id) FROM dumps WHERE file_history").fetchall()
+        return list(FileCatalog(db).entries(dump_id))
+    finally:
+        db.close()
+
+
+def _check_places(state, spec: str) -> list[CatalogEntry]:
+    """Every entry of the catalog is where the media have it, with as many blocks; nothing is left out."""
+    media = _on_media(spec)
+    entries = _catalog(state)
+    for entry in entries:
+        assert (entry.tapea & 0xFFFFFFFF, entry.blocks) == media[entry.ino], entry
+    assert {e.ino for e in entries} == set(media)
+    return entries
 
 
 # -- the file history --------------------------------------------------------------------------
@@ -138,9 +211,141 @@ def test_the_catalog_lists_what_the_media_hold_at_level_0_and_1(tree, tmp_path, 
     assert "1:1:" in text and "etc/app.conf" in text
 
 
+def test_each_entry_has_its_place_and_its_blocks_on_media(tree, tmp_path, run):
+    run.ok("dump", "-f", str(tmp_path / "d0"), str(tree))
+    entries = {e.path: e for e in _check_places(run.state, str(tmp_path / "d0"))}
+    assert entries[b"home/bob/big.bin"].blocks == -(-2_500_000 // KiB)
+    assert 1 <= entries[b"home/bob/sparse"].blocks <= 8  # 8 bytes of data in 8 MiB: the rest are holes
+    assert entries[b"home/bob/sparse"].size == 8 << 20
+    assert entries[b"home/conf-link"].blocks == 1 and entries[b"etc"].blocks >= 1
+    first, second = entries[b"etc/app.conf"], entries[b"home/alice/app.conf"]
+    assert first.ino == second.ino and first.tapea == second.tapea and first.blocks == second.blocks == 1
+
+    # An incremental: only what is on its media, at its places.
+    (tree / "home" / "bob" / "big.bin").write_bytes(b"small now")
+    (tree / "var" / "log" / "new").write_bytes(bytes(3000))
+    run.ok("dump", "-level", "1", "-f", str(tmp_path / "d1"), str(tree))
+    entries = {e.path: e for e in _check_places(run.state, str(tmp_path / "d1"))}
+    assert entries[b"home/bob/big.bin"].blocks == 1 and entries[b"var/log/new"].blocks == 3
+    assert b"home/alice/doc00.txt" not in entries and b"home/alice" not in entries
+
+
+def _inodes(*rows) -> InodeRows:
+    batch = InodeRows()
+    for row in rows:
+        batch.append(*row)
+    return batch
+
+
+def test_the_catalog_finds_names_through_their_directories(tmp_path):
+    """The state layer alone: batches, names without inodes, hard links, select, find, and a trim."""
+    db = StateDB(str(tmp_path / "state"))
+    history = History(db)
+    dump_id = history.start(
+        identity="uuid:x",
+        fs_path="/",
+        dumped_path="/x",
+        level=0,
+        dump_date_ns=0,
+        base_id=None,
+        read_only=False,
+        label="none",
+        blocking_factor=64,
+        file_history=True,
+    )
+    catalog = FileCatalog(db)
+    root = pack_directory(
+        [
+            (ROOTINO, DT_DIR, b"."),
+            (ROOTINO, DT_DIR, b".."),
+            (3, DT_DIR, b"d"),
+            (4, DT_REG, b"a"),
+            (9, DT_REG, b"gone"),
+            (8, DT_DIR, b"unchanged"),
+        ]
+    )
+    sub = pack_directory(
+        [
+            (3, DT_DIR, b"."),
+            (ROOTINO, DT_DIR, b".."),
+            (5, DT_REG, b"b"),
+            (4, DT_REG, b"a2"),
+            (6, DT_REG, b"c"),
+            (7, DT_REG, b"huge"),
+        ]
+    )
+    big, old = 1 << 40, -5_000_000_000  # sizes past 4 GiB, a time before 1970
+    catalog.add(
+        dump_id,
+        [(b"", ROOTINO, 0o40755, len(root), 0, 10, 1, root), (b"d", 3, 0o40700, len(sub), 1, 12, 1, sub)],
+        _inodes((4, 0o100644, big, old, 20, 7)),
+    )
+    # The third inode of this batch is too big for narrow rows: the two before it are widened.
+    catalog.add(
+        dump_id,
+        [],
+        _inodes((5, 0o100600, 3, 2, 30, 1), (6, 0o10644, 0, 3, 31, 0), (7, 0o100644, 1 << 33, 4, 32, 9)),
+    )
+    entries = list(catalog.entries(dump_id))
+    paths = [e.path for e in entries]
+    assert paths == [b"", b"d", b"a", b"d/a2", b"d/b", b"d/c", b"d/huge"]  # no 'gone', no 'unchanged'
+    assert catalog.count(dump_id) == 7
+    assert entries[0] == CatalogEntry(b"", ROOTINO, 0o40755, len(root), 0, 10, 1)
+    assert entries[2] == CatalogEntry(b"a", 4, 0o100644, big, old, 20, 7)
+    assert entries[3].ino == 4 and entries[3].tapea == 20  # the same inode under a second name
+    assert entries[5] == CatalogEntry(b"d/c", 6, 0o10644, 0, 3, 31, 0)
+    assert entries[6] == CatalogEntry(b"d/huge", 7, 0o100644, 1 << 33, 4, 32, 9)
+    assert [e.path for e in catalog.select(dump_id, [b"d/b"])] == [b"", b"d", b"d/b"]
+    assert [e.path for e in catalog.select(dump_id, [b"d"])] == [
+        b"",
+        b"d",
+        b"d/a2",
+        b"d/b",
+        b"d/c",
+        b"d/huge",
+    ]
+    assert [e.path for e in catalog.select(dump_id, [b"gone", b"unchanged", b"no/such"])] == [b""]
+    assert [(i, e.path) for i, e in catalog.find([dump_id], "a*")] == [(dump_id, b"a"), (dump_id, b"d/a2")]
+    assert [e.path for _, e in catalog.find([dump_id], "d/*")] == [b"d/a2", b"d/b", b"d/c", b"d/huge"]
+    # A restart from inode 6: its place and those above go, in the middle of a batch; 5 stays.
+    catalog.forget_inodes_from(dump_id, 6)
+    assert [e.path for e in catalog.entries(dump_id)] == [b"", b"d", b"a", b"d/a2", b"d/b"]
+    catalog.add(dump_id, [], _inodes((6, 0o10644, 0, 3, 99, 0), (7, 0o100644, 1 << 33, 4, 100, 9)))
+    places = [(e.path, e.tapea) for e in catalog.select(dump_id, [b"d"])]
+    assert places[-3:] == [(b"d/b", 30), (b"d/c", 99), (b"d/huge", 100)]
+    history.fail(dump_id)
+    assert catalog.count(dump_id) == 0
+    db.close()
+
+
+def test_a_history_of_the_old_schema_is_migrated_and_its_dumps_lose_their_file_history(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    with sqlite3.connect(state / "ndmptools.db") as db:  # a database as schema 3 left it
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for script in MIGRATIONS[:3]:
+            db.executescript(script)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        db.execute(
+            "INSERT INTO dumps (id, identity, fs_path, dumped_path, level, dump_date_ns, status, read_only, "
+            "started, file_history) VALUES (1, 'uuid:x', '/', '/x', 0, 0, 'completed', 0, 0, 1)"
+        )
+        db.execute("INSERT INTO catalog_names VALUES (1, x'', 2)")
+        db.execute("INSERT INTO catalog_inodes VALUES (1, 2, 16877, 0, 0, 10)")
+    db = StateDB(str(state))
+    assert db.version == len(MIGRATIONS) == 5
+    history = History(db)
+    assert history.get(1).file_history is False  # its rows are gone: it has no file history now
+    assert FileCatalog(db).count(1) == 0
+    tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    assert {"catalog_dirs", "catalog_inodes"} <= tables and "catalog_names" not in tables
+    db.close()
+
+
 def test_no_history_keeps_nothing_and_says_so(tree, tmp_path, run):
     run.ok("dump", "--no-history", "-f", str(tmp_path / "d0"), str(tree))
-    assert run.sql("SELECT COUNT(*) FROM catalog_names") == [(0,)]
+    assert run.sql("SELECT COUNT(*) FROM catalog_dirs") == [(0,)]
+    assert run.sql("SELECT COUNT(*) FROM catalog_inodes") == [(0,)]
     refused = run("restore", "-t", "--catalog", "-f", str(tmp_path / "d0"))
     assert refused.returncode == 9
     assert refused.stderr.decode().count("\n") == 1 and b"no dump with a file history" in refused.stderr
@@ -156,7 +361,7 @@ def test_a_failed_dump_leaves_no_file_history(tree, tmp_path, run):
     failed = run("dump", "--no-prompt", "--capacity", "1M", "-f", str(tmp_path / "small.tap"), str(tree))
     assert failed.returncode == 5, failed.stderr
     assert run.sql("SELECT status FROM dumps") == [("failed",)]
-    assert run.sql("SELECT COUNT(*) FROM catalog_names") == [(0,)]
+    assert run.sql("SELECT COUNT(*) FROM catalog_dirs") == [(0,)]
     assert run.sql("SELECT COUNT(*) FROM catalog_inodes") == [(0,)]
 
 
@@ -293,8 +498,8 @@ def test_a_file_history_that_does_not_match_the_media_restores_nothing_wrong(tre
     run.ok("dump", "-f", str(dump), str(tree))
     places = {e["path"]: e for e in run.json("restore", "-t", "--catalog", "-f", str(dump))}
     wrong = places["home/alice/doc05.txt"]["inode"]
-    elsewhere = run.sql("SELECT tapea FROM catalog_inodes WHERE ino = ?", places["var/log/syslog.3"]["inode"])
-    run.sql("UPDATE catalog_inodes SET tapea = ? WHERE ino = ?", elsewhere[0][0], wrong)
+    elsewhere = run.inode(places["var/log/syslog.3"]["inode"])[4]
+    run.set_inode(wrong, tapea=elsewhere)
     done = run("--json", "restore", "-f", str(dump), "--target", str(tmp_path / "r"), "home/alice/doc05.txt")
     assert done.returncode == 1
     result = json.loads(done.stdout)
@@ -326,4 +531,44 @@ def test_a_restarted_dump_has_a_whole_file_history_and_direct_access_works(volum
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["direct"] is True
     for p in ("a/f00", "a/f39", "c/big", "c/sparse", "c/second-name", "a/deep/tiny"):
+        _same_file(volume / p, tmp_path / "r" / p)
+
+
+@pytest.mark.root
+def test_a_restart_drops_the_places_recorded_after_its_checkpoint(volume, tmp_path, monkeypatch):  # noqa: F811
+    """Batches of three inodes, checkpoints only at changes of cartridge, a kill in mid-cartridge.
+
+    The killed run wrote places to the catalog past its last checkpoint, on a
+    cartridge the restart cuts back; the restart writes those inodes again on
+    a new one, and the catalog must hold the new places only.
+    """
+    monkeypatch.setenv("FAULT_HISTORY_BATCH", "3")
+    state = tmp_path / "state"
+    spec = f"vtape:{tmp_path / 'lib'}"
+    library = ["--capacity", "1M", "-f", spec]
+    killed = _killed_dump(
+        state, 100, False, "-b", "16", "--checkpoint-interval", "3600", *library, str(volume)
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    context = _the_one_context(state)
+    with sqlite3.connect(state / "ndmptools.db") as db:
+        [(checkpoint,)] = db.execute("SELECT checkpoint FROM contexts").fetchall()
+        [(recorded,)] = db.execute("SELECT MAX(last_ino) FROM catalog_inodes").fetchall()
+    resume = json.loads(checkpoint)["resume"]
+    assert resume["kind"] == "file"
+    assert recorded > resume["ino"] + 3  # places on the part of the cartridge that goes
+    restarted = _cli(state, "dump", "--restart", context["context_id"], *library)
+    assert restarted.returncode == 0, restarted.stderr
+
+    media = json.loads(_cli(state, "--json", "restore", "-t", "-f", spec).stdout)
+    catalog = json.loads(_cli(state, "--json", "restore", "-t", "--catalog", "-f", spec).stdout)
+    assert _listing(catalog) == _listing(media)
+    _check_places(state, spec)
+    past = [e["path"] for e in catalog if e["type"] == "file" and e["inode"] >= resume["ino"]]
+    assert len(past) > 5
+    done = _cli(state, "--json", "restore", "-f", spec, "--target", str(tmp_path / "r"), *past)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["direct"] is True and result["warnings"] == [] and result["restored"] == len(past)
+    for p in past:
         _same_file(volume / p, tmp_path / "r" / p)

@@ -104,6 +104,32 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dump_id, fs_inode)
     ) WITHOUT ROWID;
     """,
+    # The file history as the dump has it already: directories as their blocks, other inodes packed
+    # in batches. The rows of the old tables are not carried over: those dumps have no history now.
+    """
+    DROP TABLE catalog_names;
+    DROP TABLE catalog_inodes;
+    UPDATE dumps SET file_history = 0;
+    CREATE TABLE catalog_dirs (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
+        path BLOB NOT NULL,              -- relative to the dump's root (b'' is the root), raw bytes
+        ino INTEGER NOT NULL,            -- the directory's inode number on media
+        mode INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        tapea INTEGER NOT NULL,          -- c_tapea of its first header: where it is in the stream
+        blocks INTEGER NOT NULL,         -- its data blocks (1 KiB) on media
+        entries BLOB NOT NULL,           -- its entries as on media (BSD struct direct), less trailing zeros
+        PRIMARY KEY (dump_id, path)
+    );
+    CREATE TABLE catalog_inodes (
+        dump_id INTEGER NOT NULL REFERENCES dumps(id) ON DELETE CASCADE,
+        first_ino INTEGER NOT NULL,      -- the batch holds inodes first_ino..last_ino of the dump, ascending
+        last_ino INTEGER NOT NULL,
+        inodes BLOB NOT NULL,            -- ino, mode, size, mtime_ns, tapea, blocks of each: fixed-width rows
+        PRIMARY KEY (dump_id, first_ino)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

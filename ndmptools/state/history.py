@@ -19,6 +19,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from ndmptools.state.catalog import drop_rows
 from ndmptools.state.db import StateDB
 
 
@@ -198,9 +199,13 @@ class History:
             return cursor.lastrowid
 
     def complete(
-        self, dump_id: int, *, media: dict, counts: dict, maxino: int, numbers: InodeNumbers
+        self, dump_id: int, *, media: dict, counts: dict, maxino: int, numbers: InodeNumbers | None
     ) -> None:
-        """The dump is on media in full: from now on it can be a base."""
+        """The dump is on media in full: from now on it can be a base.
+
+        ``numbers`` is None for a dump that is no base (UPDATE=N): no later
+        dump numbers its inodes after it, so it keeps no inode map.
+        """
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE dumps SET status = 'completed', finished = ?, media = ?, counts = ?, maxino = ? "
@@ -213,9 +218,11 @@ class History:
                     dump_id,
                 ),
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO inode_maps (dump_id, data) VALUES (?, ?)", (dump_id, numbers.encode())
-            )
+            if numbers is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO inode_maps (dump_id, data) VALUES (?, ?)",
+                    (dump_id, numbers.encode()),
+                )
 
     def fail(self, dump_id: int) -> None:
         """The dump will never complete: no base, and its file history goes (it points at nothing)."""
@@ -226,8 +233,7 @@ class History:
                 (time.time(), dump_id),
             )
             if cursor.rowcount:
-                conn.execute("DELETE FROM catalog_names WHERE dump_id = ?", (dump_id,))
-                conn.execute("DELETE FROM catalog_inodes WHERE dump_id = ?", (dump_id,))
+                drop_rows(conn, dump_id)
 
     def interrupt(self, dump_id: int) -> None:
         """Stopped in pass IV with a restartable context: no base until a restart completes it."""

@@ -67,7 +67,7 @@ class DumpResult:
     recorded: bool = False
     snapshot: str = ""
     restarted: str | None = None  # the context this run restarted
-    file_history: int | None = None  # names written to the catalog; None: HIST=N (or no history)
+    file_history: int | None = None  # inodes recorded in the catalog; None: HIST=N (or no history)
     skipped: list[str] = field(default_factory=list)  # files under a running restore, left out
     pending_included: list[str] = field(default_factory=list)  # left out by an earlier dump, taken now
 
@@ -175,7 +175,7 @@ def media_record(locations: list[dict], volume_starts: list[int]) -> dict:
 
 
 def file_history_recorder(history: History, record_id: int, tree) -> FileHistoryRecorder:
-    """The recorder that writes one dump's names and places to the catalog."""
+    """The recorder that writes one dump's inodes and their places to the catalog."""
     return FileHistoryRecorder(FileCatalog(history.db), record_id, tree.directories[0].path)
 
 
@@ -407,7 +407,7 @@ def _dump_snapshot(
             dumper.write_volume_start()
             dumper.write_directories()
             if dumper.history is not None:
-                dumper.history.flush()  # the names are all in before pass IV: a restart does not redo them
+                dumper.history.flush()  # every directory is in before pass IV: a restart does not redo them
             if session is not None:
                 spec = {
                     "source": source,
@@ -464,7 +464,7 @@ def _dump_snapshot(
             stats=run.stats,
             recorded=record_id is not None and options.update,
             snapshot=snapshot.name,
-            file_history=dumper.history.rows if dumper.history is not None else None,
+            file_history=dumper.history.inodes if dumper.history is not None else None,
             skipped=[marks.shown(f) for f in marks.skipped],
             pending_included=[marks.shown(f) for f in marks.included],
         )
@@ -479,7 +479,7 @@ def _dump_snapshot(
                     "directories": len(tree.directories),
                 },
                 maxino=tree.maxino,
-                numbers=tree.numbers(),
+                numbers=tree.numbers() if options.update else None,  # no base: no map
             )
         if session is not None:
             session.finish()  # complete: nothing to restart

@@ -39,8 +39,7 @@ class DumpWriter:
         self._open_flags = _OPEN_FILE | _O_NOATIME
         self.inodes_written = 0
         self.live = live  # the live tree, not a snapshot: changes during the dump are reported
-        self.history: FileHistoryRecorder | None = None  # HIST=Y: names and places go to the catalog
-        self._dumped: InodeMap | None = None  # an incremental's inodes on media (all, in a level 0)
+        self.history: FileHistoryRecorder | None = None  # HIST=Y: each inode and its place go to the catalog
 
     # -- volume start and maps ------------------------------------------------
 
@@ -60,7 +59,6 @@ class DumpWriter:
         else:
             in_use.add_range(ROOTINO, self.tree.maxino - 1)
             dumped = in_use
-        self._dumped = dumped if self.tree.incremental else None
         self._write_map(RecordType.CLRI, self.tree.maxino - 1, in_use)
         self._write_map(RecordType.BITS, ROOTINO, dumped)
 
@@ -84,9 +82,7 @@ class DumpWriter:
         if self.tree.incremental:
             nodes = sorted((n for n in nodes if n.dump), key=lambda n: n.ino)
         for node in nodes:
-            self._write_inode(node.ino, node.info, node.contents)
-            if self.history is not None:
-                self.history.directory(node.ino, node.path, node.contents, self._dumped)
+            self._write_inode(node.ino, node.info, node.contents, node.path)
 
     # -- pass IV ----------------------------------------------------------------
 
@@ -218,6 +214,8 @@ class DumpWriter:
         shortfall = 0
         record_type = RecordType.INODE
         extent_index = 0
+        tapea = w.blocks_written  # where its first header goes
+        present = 0
         for first in range(0, max(total_blocks, 1), TP_NINDIR):
             count = min(TP_NINDIR, total_blocks - first)
             addr = bytearray(count)
@@ -236,10 +234,10 @@ class DumpWriter:
                 if end > hi_byte:
                     break
                 extent_index += 1
-            if self.history is not None and record_type == RecordType.INODE:
-                self.history.inode(ino, info, w.blocks_written)
             header = self.packer.inode_header(record_type, ino, info, bytes(addr), w.blocks_written)
-            w.write_header(header, ino, info, sum(b1 - b0 for b0, b1 in runs))
+            count = sum(b1 - b0 for b0, b1 in runs)
+            present += count
+            w.write_header(header, ino, info, count)
             for b0, b1 in runs:
                 offset = (first + b0) * TP_BSIZE
                 length = min((first + b1) * TP_BSIZE, size) - offset
@@ -249,10 +247,14 @@ class DumpWriter:
             self.run.reporter.advance(TP_BSIZE)
             record_type = RecordType.ADDR
         self.inodes_written += 1
+        if self.history is not None:
+            self.history.inode(ino, info, tapea, present)
         return shortfall
 
-    def _write_inode(self, ino: int, info: InodeInfo, data: bytes = b"") -> None:
-        """An inode whose data is in memory (a directory, a symlink) or has none.
+    def _write_inode(
+        self, ino: int, info: InodeInfo, data: bytes = b"", directory: bytes | None = None
+    ) -> None:
+        """An inode whose data is in memory (a directory at walk path ``directory``, a symlink) or has none.
 
         Every block is present; past 512 blocks (a directory of some 20,000
         entries) the addresses continue in TS_ADDR headers, as for files.
@@ -261,16 +263,20 @@ class DumpWriter:
         view = memoryview(data + bytes(-len(data) % TP_BSIZE))
         blocks = len(view) // TP_BSIZE
         record_type = RecordType.INODE
+        tapea = w.blocks_written
         for first in range(0, max(blocks, 1), TP_NINDIR):
             count = min(TP_NINDIR, blocks - first)
-            if self.history is not None and record_type == RecordType.INODE:
-                self.history.inode(ino, info, w.blocks_written)
             header = self.packer.inode_header(record_type, ino, info, _PRESENT[:count], w.blocks_written)
             w.write_header(header, ino, info, count)
             w.write_blocks(view[first * TP_BSIZE : (first + count) * TP_BSIZE])
             record_type = RecordType.ADDR
         self.inodes_written += 1
         self.run.reporter.advance(TP_BSIZE + len(view))
+        if self.history is not None:
+            if directory is not None:
+                self.history.directory(ino, directory, info, tapea, blocks, data)
+            else:
+                self.history.inode(ino, info, tapea, blocks)
 
     def finish(self) -> None:
         """TS_END blocks to the end of the last record (and, from a live tree, what moved meanwhile)."""

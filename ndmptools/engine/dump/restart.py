@@ -166,11 +166,13 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             earlier,
         )
         dumper = DumpWriter(tree, writer, packer, run)
+        what = {"kind": "start"} if fresh else checkpoint["resume"]
         if spec.get("file_history") and history is not None and record_id is not None:
-            dumper.history = file_history_recorder(history, record_id, tree)  # rows again, from here on
+            dumper.history = file_history_recorder(history, record_id, tree)
+            # What is written again goes to a new volume: the places the catalog has for it go first.
+            dumper.history.restart_from(what["ino"] if what["kind"] == "file" else None)
             session.checkpointer.before_take = dumper.history.flush
         run.reporter.phase("restarting", total_bytes=tree.estimated_bytes)
-        what = {"kind": "start"} if fresh else checkpoint["resume"]
         if fresh:
             run.note(f"restarting context {context.id}: nothing was on media, so this is the whole dump")
         else:
@@ -236,7 +238,7 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         medium=medium.name,
         stats=run.stats,
         recorded=record_id is not None and history is not None and history.get(record_id).is_base,
-        file_history=dumper.history.rows if dumper.history is not None else None,
+        file_history=dumper.history.inodes if dumper.history is not None else None,
         snapshot=snapshot.name,
         restarted=context.id,
         skipped=[marks.shown(f) for f in marks.skipped],
