@@ -80,7 +80,7 @@ def data_from_entries(entries: Iterable, block_size: int) -> int:
             continue
         seen.add(entry.ino)
         if stat.S_ISREG(entry.mode) or stat.S_ISDIR(entry.mode) or stat.S_ISLNK(entry.mode):
-            total += on_disk(entry.size, getattr(entry, "blocks", None), block_size)
+            total += on_disk(entry.size, entry.blocks, block_size)
     return total
 
 
