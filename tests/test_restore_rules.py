@@ -130,6 +130,24 @@ def test_room_enough_restores_and_a_partial_restore_counts_only_its_paths(tmp_pa
             assert result["needed"]["inodes"] == 4 and result["needed"]["data_bytes"] < 1 * MiB
 
 
+def test_holes_cost_no_room_in_the_check(tmp_path, run):
+    tree = tmp_path / "src"
+    tree.mkdir()
+    with open(tree / "sparse", "wb") as f:  # 1 GiB long, 1 MiB of data
+        f.truncate(1 << 30)
+        f.seek(300 * MiB)
+        f.write(os.urandom(MiB))
+    dump = tmp_path / "d0"
+    run.ok("dump", "-q", "-f", str(dump), str(tree))
+    with ext4(tmp_path, "160M") as small:
+        code, result = run.json("restore", "-f", str(dump), "-D", str(small))
+        assert code == 0, result
+        assert MiB <= result["needed"]["data_bytes"] < 2 * MiB  # the blocks on media, not the size
+        with open(small / "sparse", "rb") as f:
+            f.seek(300 * MiB)
+            assert len(f.read(MiB)) == MiB
+
+
 # -- FORCE=Y: what fits, then a clean stop ---------------------------------------------------
 
 

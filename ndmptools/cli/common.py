@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
+if TYPE_CHECKING:
+    from ndmptools.media import MediaRequest
+
 from ndmptools.cli.output import App
-from ndmptools.media import MediaRequest
 
 
 def _setter(attribute: str):
@@ -90,6 +93,8 @@ def terminal_prompt(message: str) -> str | None:
 
 def media_request(options, mode: str) -> MediaRequest:
     """The media a dump, restore or listing names, with the operator prompt unless --no-prompt."""
+    from ndmptools.media import MediaRequest  # the media backends load when a command runs
+
     return MediaRequest(
         specs=(options.file, *getattr(options, "more_files", ())),
         mode=mode,

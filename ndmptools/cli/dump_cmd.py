@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ndmptools.cli.common import (
@@ -13,11 +15,13 @@ from ndmptools.cli.common import (
     output_options,
 )
 from ndmptools.cli.output import App, ConsoleReporter, finish
-from ndmptools.engine.dump import DumpResult
 from ndmptools.engine.errors import UsageError
 from ndmptools.engine.options import DumpOptions
 from ndmptools.engine.progress import RunContext
 from ndmptools.format.constants import DEFAULT_BLOCKING_FACTOR, MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR
+
+if TYPE_CHECKING:  # the engine is imported when a dump runs, not for --help
+    from ndmptools.engine.dump import DumpResult
 
 MEDIA_HELP = (
     "Where the dump goes: a file, - (standard output), a tape drive (/dev/nst0, or auto), "

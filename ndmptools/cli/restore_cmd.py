@@ -21,10 +21,10 @@ from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, sum
 from ndmptools.engine.errors import TargetError
 from ndmptools.engine.options import CompareOptions, ListOptions, RestoreOptions, check_extract
 from ndmptools.engine.progress import RunContext, RunStats
-from ndmptools.engine.restore import ListedEntry, RestoreResult
 from ndmptools.errors import DIFFERENCES_FOUND, StateError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine is imported when a restore runs, not for --help
+    from ndmptools.engine.restore import ListedEntry, RestoreResult
     from ndmptools.engine.restore.compare import Difference
 
 
