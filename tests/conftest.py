@@ -8,8 +8,10 @@ run by hand on a machine missing root or Debian's tools.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -90,6 +92,39 @@ class Ndmptools:
         done = self(*args, **kw)
         assert done.returncode == 0, (done.returncode, done.stderr.decode(errors="replace"))
         return done
+
+
+class StateRun:
+    """The real command in a new process, with a state directory (dump history) of its own."""
+
+    def __init__(self, tmp_path, ndmptools: Ndmptools) -> None:
+        self.state = str(tmp_path / "state")
+        self.ndmptools = ndmptools
+
+    def __call__(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.ndmptools("--state-dir", self.state, *args, **kw)
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.ndmptools.ok("--state-dir", self.state, *args, **kw)
+
+    def json(self, *args: str, **kw):
+        """The --json document of a run that ended with 0 or 1."""
+        done = self("--json", *args, **kw)
+        assert done.returncode in (0, 1), done.stderr.decode(errors="replace")
+        return json.loads(done.stdout)
+
+    def result(self, *args: str) -> tuple[int, dict]:
+        """The exit code and the --json document, whatever the code."""
+        done = self("--json", *args)
+        assert done.stdout, done.stderr.decode(errors="replace")
+        return done.returncode, json.loads(done.stdout)
+
+    def ndmptools_args(self) -> list[str]:
+        return [sys.executable, "-m", "ndmptools", "--state-dir", self.state]
+
+    def sql(self, query: str, *params):
+        with sqlite3.connect(os.path.join(self.state, "ndmptools.db")) as db:
+            return db.execute(query, params).fetchall()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 
 import pytest
 
@@ -32,6 +31,7 @@ from ndmptools.media.st import MTFSR, MTSEEK, ScsiTape
 from ndmptools.state.catalog import CatalogEntry, FileCatalog, InodeRows, pack_inodes, unpack_inodes
 from ndmptools.state.db import MIGRATIONS, StateDB
 from ndmptools.state.history import History
+from tests.conftest import StateRun
 from tests.fake_st import FakeCartridge, FakeStDriver
 from tests.test_restart import _cli, _killed_dump, _the_one_context, volume  # noqa: F401 - a fixture
 
@@ -66,30 +66,8 @@ def tree(tmp_path):
     return root
 
 
-class Run:
-    """The real command in a new process, with a state directory of its own."""
-
-    def __init__(self, tmp_path, ndmptools) -> None:
-        self.state = str(tmp_path / "state")
-        self.ndmptools = ndmptools
-
-    def __call__(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.ndmptools("--state-dir", self.state, *args, **kw)
-
-    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.ndmptools.ok("--state-dir", self.state, *args, **kw)
-
-    def json(self, *args: str, **kw):
-        done = self("--json", *args, **kw)
-        assert done.returncode in (0, 1), done.stderr.decode(errors="replace")
-        return json.loads(done.stdout)
-
-    def ndmptools_args(self) -> list[str]:
-        return [sys.executable, "-m", "ndmptools", "--state-dir", self.state]
-
-    def sql(self, query: str, *params):
-        with sqlite3.connect(os.path.join(self.state, "ndmptools.db")) as db:
-            return db.execute(query, params).fetchall()
+class Run(StateRun):
+    """The command with its own history, and a look into the catalog's rows."""
 
     def _batch(self, ino: int) -> tuple[int, list[list[int]]]:
         """The first inode of the catalog batch holding ``ino``, and the batch's rows."""

@@ -23,6 +23,7 @@ import pytest
 
 from ndmptools.engine.progress import human_bytes
 from ndmptools.engine.treediff import compare_trees
+from tests.conftest import StateRun
 from tests.loopfs import ext4
 
 pytestmark = pytest.mark.root  # loop devices and mounts
@@ -30,28 +31,9 @@ pytestmark = pytest.mark.root  # loop devices and mounts
 MiB = 1 << 20
 
 
-class Run:
-    """The real command with a state directory of its own."""
-
-    def __init__(self, tmp_path, ndmptools) -> None:
-        self.state = str(tmp_path / "state")
-        self.ndmptools = ndmptools
-
-    def __call__(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.ndmptools("--state-dir", self.state, *args, **kw)
-
-    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.ndmptools.ok("--state-dir", self.state, *args, **kw)
-
-    def json(self, *args: str) -> tuple[int, dict]:
-        done = self("--json", *args)
-        assert done.stdout, done.stderr.decode(errors="replace")
-        return done.returncode, json.loads(done.stdout)
-
-
 @pytest.fixture
-def run(tmp_path, ndmptools) -> Run:
-    return Run(tmp_path, ndmptools)
+def run(tmp_path, ndmptools) -> StateRun:
+    return StateRun(tmp_path, ndmptools)
 
 
 def _files(root, count: int, size: int, prefix: str = "f") -> None:
@@ -125,7 +107,7 @@ def test_room_enough_restores_and_a_partial_restore_counts_only_its_paths(tmp_pa
     with ext4(tmp_path, "140M") as small:
         assert run("restore", "-q", "-f", str(dump), "-D", str(small)).returncode == 7  # 120 MiB + 100
         for direct in ([], ["--no-direct"]):  # sizes from the file history either way
-            code, result = run.json("restore", *direct, "-f", str(dump), "-D", str(small), "small")
+            code, result = run.result("restore", *direct, "-f", str(dump), "-D", str(small), "small")
             assert code == 0 and result["restored"] == 3, result
             assert result["needed"]["inodes"] == 4 and result["needed"]["data_bytes"] < 1 * MiB
 
@@ -140,7 +122,7 @@ def test_holes_cost_no_room_in_the_check(tmp_path, run):
     dump = tmp_path / "d0"
     run.ok("dump", "-q", "-f", str(dump), str(tree))
     with ext4(tmp_path, "160M") as small:
-        code, result = run.json("restore", "-f", str(dump), "-D", str(small))
+        code, result = run.result("restore", "-f", str(dump), "-D", str(small))
         assert code == 0, result
         assert MiB <= result["needed"]["data_bytes"] < 2 * MiB  # the blocks on media, not the size
         with open(small / "sparse", "rb") as f:
@@ -309,7 +291,7 @@ def test_rename_restores_old_as_new_and_nothing_else(tmp_path, run, home, direct
     target = tmp_path / "r"
     old_umask = os.umask(0o027)
     try:
-        code, result = run.json(
+        code, result = run.result(
             "restore",
             *([] if direct else ["--no-direct"]),
             "-f",
@@ -378,7 +360,7 @@ def test_renames_that_cannot_be_are_refused_before_anything_is_written(tmp_path,
 
 def test_environment_variables_map_onto_the_options(tmp_path, ndmptools, home):
     tree, _ = home
-    run = Run(tmp_path / "another-history", ndmptools)
+    run = StateRun(tmp_path / "another-history", ndmptools)
     run.ok("dump", "-q", "-E", "HIST=N", "-E", "UPDATE=f", "-f", str(tmp_path / "n"), str(tree))
     done = run("restore", "-t", "--catalog", "-f", str(tmp_path / "n"))
     assert done.returncode == 9  # HIST=N: no file history
@@ -390,11 +372,11 @@ def test_environment_variables_map_onto_the_options(tmp_path, ndmptools, home):
     listed = json.loads(run.ok("--json", "restore", "-t", "-f", str(tmp_path / "d1")).stdout)
     assert "etc/new" in {e["path"] for e in listed} and "home/bob/todo" not in {e["path"] for e in listed}
     d0 = str(tmp_path / "d0")
-    code, result = run.json("restore", "-E", "DIRECT=N", "-f", d0, "-D", str(tmp_path / "r"), "etc")
+    code, result = run.result("restore", "-E", "DIRECT=N", "-f", d0, "-D", str(tmp_path / "r"), "etc")
     assert code == 0 and result["direct"] is False
-    code, result = run.json("restore", "-E", "DIRECT=Y", "-f", d0, "-D", str(tmp_path / "r2"), "etc")
+    code, result = run.result("restore", "-E", "DIRECT=Y", "-f", d0, "-D", str(tmp_path / "r2"), "etc")
     assert code == 0 and result["direct"] is True and result["needed"] is not None
-    code, result = run.json("restore", "-E", "FORCE=T", "-f", d0, "-D", str(tmp_path / "r3"))
+    code, result = run.result("restore", "-E", "FORCE=T", "-f", d0, "-D", str(tmp_path / "r3"))
     assert code == 0 and result["needed"] is None  # no check made
 
 
@@ -434,7 +416,7 @@ def test_original_restores_where_the_dump_was_taken_from(tmp_path, run, ndmptool
     tree, dump = home
     (tree / "home" / "alice" / "notes" / "plan.md").write_bytes(b"overwritten by mistake\n")
     (tree / "etc" / "app.conf").unlink()
-    code, result = run.json("restore", "--original", "-f", str(dump), "home/alice/notes", "etc")
+    code, result = run.result("restore", "--original", "-f", str(dump), "home/alice/notes", "etc")
     assert code == 0 and result["target"] == str(tree), result
     assert (tree / "home" / "alice" / "notes" / "plan.md").read_bytes() == b"# plan\n"
     assert (tree / "etc" / "app.conf").read_bytes() == b"answer = 42\n"
@@ -448,9 +430,9 @@ def test_original_without_a_history_takes_the_place_the_dump_names(tmp_path, ndm
         tree = Path(short) / "src"
         (tree / "sub").mkdir(parents=True)
         (tree / "sub" / "f").write_bytes(b"f\n")
-        Run(tmp_path / "first", ndmptools).ok("dump", "-q", "-f", str(tmp_path / "d"), str(tree))
+        StateRun(tmp_path / "first", ndmptools).ok("dump", "-q", "-f", str(tmp_path / "d"), str(tree))
         (tree / "sub" / "f").unlink()
-        code, result = Run(tmp_path / "none", ndmptools).json(
+        code, result = StateRun(tmp_path / "none", ndmptools).result(
             "restore", "--original", "-f", str(tmp_path / "d")
         )
         assert code == 0 and result["target"] == str(tree)
@@ -467,7 +449,7 @@ def test_original_puts_a_single_file_back_in_its_directory(tmp_path, run, home):
     time.sleep(1.1)
     run.ok("dump", "-q", "-f", str(one), str(tree / "etc" / "app.conf"))
     (tree / "etc" / "app.conf").unlink()  # gone: the file history says it was a file
-    code, result = run.json("restore", "--original", "-f", str(one))
+    code, result = run.result("restore", "--original", "-f", str(one))
     assert code == 0 and result["target"] == str(tree / "etc") and result["restored"] == 1
     assert (tree / "etc" / "app.conf").read_bytes() == b"answer = 42\n"
 
@@ -476,10 +458,10 @@ def test_original_refuses_a_place_the_dump_may_have_cut_short(tmp_path, ndmptool
     deep = tmp_path / ("a-rather-long-directory-name-" * 3)
     deep.mkdir()
     (deep / "f").write_bytes(b"f\n")
-    run = Run(tmp_path / "first", ndmptools)
+    run = StateRun(tmp_path / "first", ndmptools)
     run.ok("dump", "-q", "-f", str(tmp_path / "d"), str(deep))
-    done = Run(tmp_path / "another", ndmptools)("restore", "--original", "-f", str(tmp_path / "d"))
+    done = StateRun(tmp_path / "another", ndmptools)("restore", "--original", "-f", str(tmp_path / "d"))
     assert done.returncode == 2
     assert "may be cut short" in _one_line_error(done) and "-D" in _one_line_error(done)
-    code, result = run.json("restore", "--original", "-f", str(tmp_path / "d"))  # the history knows
+    code, result = run.result("restore", "--original", "-f", str(tmp_path / "d"))  # the history knows
     assert code == 0 and result["target"] == str(deep)
