@@ -79,7 +79,8 @@ def instructions(state: str, *args: str) -> int:
     """Instructions one run of the command executes, counted by valgrind (the same on a busy machine)."""
     done = subprocess.run(
         [*VALGRIND, sys.executable, "-m", "ndmptools", "--state-dir", state, *args],
-        capture_output=True,
+        stdout=subprocess.DEVNULL,  # the dump itself, with --output -
+        stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONHASHSEED="0"),
     )
