@@ -64,11 +64,3 @@ class RestoreMarkLog:
         for fs_inode, path, state in rows:
             decided.setdefault(_from_sql(fs_inode), (state, bytes(path)))
         return {ino: path for ino, (state, path) in decided.items() if state == "skipped"}
-
-    def of_dump(self, dump_id: int) -> list[tuple[int, bytes, str, str | None]]:
-        """(fs inode, path, state, mark) of one dump, by path."""
-        rows = self.db.conn.execute(
-            "SELECT fs_inode, path, state, mark FROM restore_marks WHERE dump_id = ? ORDER BY path",
-            (dump_id,),
-        ).fetchall()
-        return [(_from_sql(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]

@@ -42,19 +42,17 @@ from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
 from ndmptools.media.base import Medium
 from ndmptools.state.catalog import FileCatalog
-from ndmptools.state.history import History
+from ndmptools.state.history import DumpRecord, History
 
 _PATH_MAX = 4096
 MAX_LISTED = 1000  # paths not restored that a result lists (the count is always whole)
 
 
-def _read_umask() -> int:
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put straight back)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-_UMASK = _read_umask()
 
 
 @dataclass
@@ -170,7 +168,7 @@ class Restorer:
         full = why.out_of_room if isinstance(why, Refused) else out_of_room(why)
         if full:
             if self.full is None:
-                reason = why.strerror if isinstance(why, OSError) else str(why).rsplit(": ", 1)[-1]
+                reason = os.strerror(why.errno)
                 self.full = f"{reason}, at {show(path)}"
                 self.full_in_stage = self.stage
                 self.run.warn(f"the target is full ({self.full}): the restore stops there")
@@ -194,7 +192,7 @@ class Restorer:
                 created = self.target.make_directory(directory.ino, directory.parent, directory.name)
                 if created and directory.info is None:  # made for a --rename: as mkdir would make it
                     with self.target.directory(directory.ino) as fd:
-                        os.fchmod(fd, 0o777 & ~_UMASK)
+                        os.fchmod(fd, 0o777 & ~_umask())
             except Refused as why:
                 self.failed_dirs.add(directory.ino)
                 if why.out_of_room:
@@ -549,7 +547,7 @@ def normalize_renames(renames: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes
 def _space_needed(
     catalog: Catalog,
     direct: DirectAccess | None,
-    record,
+    record: DumpRecord | None,
     history: History | None,
     medium: Medium,
     block_size: int,
@@ -570,7 +568,7 @@ def _direct_access(
     options: RestoreOptions,
     paths: tuple[str, ...],
     reader: DumpReader,
-    record,
+    record: DumpRecord | None,
     history: History | None,
     run: RunContext,
 ) -> DirectAccess | None:

@@ -88,7 +88,6 @@ class DirectAccess:
         self.record = record
         self.entries: list[CatalogEntry] = catalog.select(record.id, [normalize(p) for p in paths])
         self.tapea = {e.ino: e.tapea for e in self.entries}
-        self.by_ino = {e.ino: e for e in self.entries}
         self.search_blocks = 2 * (record.blocking_factor or 64) + 2
 
     def _find(self, ino: int) -> tuple[Header | None, Place]:
