@@ -8,6 +8,7 @@ import os
 
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
 STATX_BTIME = 0x800
 
 
@@ -45,14 +46,18 @@ _libc = None
 
 
 def birth_time_ns(path: str | bytes, dir_fd: int = AT_FDCWD) -> int | None:
-    """When the file was created, where the file system records it; None where it does not."""
+    """When the file was created, where the file system records it; None where it does not.
+
+    An empty ``path`` means the open file ``dir_fd`` itself.
+    """
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     if not hasattr(_libc, "statx"):
         return None
     buffer = _Statx()
-    if _libc.statx(dir_fd, os.fsencode(path), AT_SYMLINK_NOFOLLOW, STATX_BTIME, ctypes.byref(buffer)) != 0:
+    flags = AT_SYMLINK_NOFOLLOW | (AT_EMPTY_PATH if not path else 0)
+    if _libc.statx(dir_fd, os.fsencode(path), flags, STATX_BTIME, ctypes.byref(buffer)) != 0:
         return None
     if not buffer.stx_mask & STATX_BTIME:
         return None

@@ -61,6 +61,10 @@ DT_SOCK = 12
 # microsecond of each time) in c_spare, behind a marker so that a header from
 # another dump program is never misread. Readers that do not know it ignore it.
 NDMPTOOLS_SPARE_MAGIC = 0x4E445431  # "NDT1" read as a little-endian word
+# Behind it: c_spare[1..3] the nanoseconds under the microsecond of atime, mtime and ctime; c_spare[4]
+# which of the rest are there; [5], [6] the birth time (seconds, nanoseconds); [7] the project id.
+SPARE_BIRTH = 0x1
+SPARE_PROJECT = 0x2
 
 # Times on media: c_date is a signed 32-bit word, inode times unsigned 32-bit
 # seconds (Linux dump's struct bsdtimeval).

@@ -23,6 +23,8 @@ from ndmptools.format.constants import (
     NDMPTOOLS_SPARE_MAGIC,
     NFS_MAGIC,
     OFS_MAGIC,
+    SPARE_BIRTH,
+    SPARE_PROJECT,
     TP_BSIZE,
     TP_NINDIR,
     RecordType,
@@ -92,6 +94,8 @@ class InodeInfo:
     generation: int = 0
     uid: int = 0
     gid: int = 0
+    birth_ns: int | None = None  # creation time, where the file system keeps one (ndmptools' c_spare)
+    project_id: int | None = None  # the project (quota) id, where the file system has them (c_spare)
 
     @property
     def file_type(self) -> int:
@@ -160,8 +164,16 @@ def pack_header(h: Header) -> bytes:
     if ino.is_device:
         db[0] = encode_rdev(ino.rdev_major, ino.rdev_minor)
     spare = [0] * 30
-    if a_sub or m_sub or c_sub:
-        spare[0], spare[1], spare[2], spare[3] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub
+    present = 0
+    if ino.birth_ns is not None and ino.birth_ns >= 0:
+        present |= SPARE_BIRTH
+        b_sec, b_nsec = divmod(ino.birth_ns, 1_000_000_000)
+        spare[5], spare[6] = _clamp_seconds(b_sec), b_nsec
+    if ino.project_id is not None:
+        present |= SPARE_PROJECT
+        spare[7] = ino.project_id & 0xFFFFFFFF
+    if a_sub or m_sub or c_sub or present:
+        spare[0], spare[1], spare[2], spare[3], spare[4] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub, present
     addr = h.raw_addr if h.raw_addr else h.addr
     values = [
         h.type,
@@ -263,9 +275,10 @@ def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
     count, raw_addr, label, level, filesys, dev, host = v[39:46]
     c_flags, firstrec, ntrec, extattr = v[46:50]
     spare = v[50:80]
-    a_sub = m_sub = c_sub = 0
+    a_sub = m_sub = c_sub = present = 0
     if spare[0] == NDMPTOOLS_SPARE_MAGIC:
         a_sub, m_sub, c_sub = (min(x, 999) for x in spare[1:4])
+        present = spare[4]
     inode = InodeInfo(
         mode=mode,
         nlink=max(nlink, 0),
@@ -278,6 +291,8 @@ def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
         generation=gen,
         uid=uid,
         gid=gid,
+        birth_ns=spare[5] * 1_000_000_000 + min(spare[6], 999_999_999) if present & SPARE_BIRTH else None,
+        project_id=spare[7] if present & SPARE_PROJECT else None,
     )
     if inode.is_device:
         # Linux dump copies ext4's i_block: the device is in word 0 (old

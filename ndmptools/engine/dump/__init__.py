@@ -432,6 +432,11 @@ def _dump_snapshot(
                     session.checkpointer.before_take = dumper.history.flush
             dumper.write_files()
             dumper.finish()
+            if dumper.unknown_namespaces:
+                run.note(
+                    f"{dumper.unknown_namespaces} inodes have system.* extended attributes (an NFSv4 ACL, "
+                    "say) that ndmptools restores and Linux restore 0.4b47 does not"
+                )
             if dumper.history is not None:
                 dumper.history.flush()
             if session is not None:

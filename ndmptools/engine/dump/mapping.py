@@ -21,8 +21,15 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ndmptools.engine.dump.marks import MarkFilter
-from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
+from ndmptools.engine.metadata import (
+    inode_info_from_stat,
+    read_inode_flags,
+    read_project_id,
+    read_xattrs,
+    times_fit_format,
+)
 from ndmptools.engine.progress import RunContext
+from ndmptools.engine.statx import birth_time_ns
 from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR
 from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import InodeInfo, dtype_of_mode
@@ -46,6 +53,7 @@ class DirectoryNode:
     contents: bytes = b""  # BSD directory data, set by the walk
     parent_index: int = -1  # in TreeMap.directories
     dump: bool = True  # written to media (an incremental writes only changed ones and their ancestors)
+    xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)  # read with its flags, for pass III
 
 
 @dataclass(frozen=True)
@@ -247,6 +255,11 @@ def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, o
         return []
     try:
         node.info.flags = read_inode_flags(dir_fd)
+        node.info.birth_ns = birth_time_ns(b"", dir_fd)
+        node.info.project_id = read_project_id(dir_fd)
+        node.xattrs, problem = read_xattrs(dir_fd)
+        if problem:
+            run.warn(f"{_show(node.path)}: {problem}")
         with os.scandir(dir_fd) as it:
             for entry in it:
                 name = os.fsencode(entry.name)

@@ -7,19 +7,37 @@ SEEK_DATA/SEEK_HOLE cost a zero in c_addr and nothing else.
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import stat
 
 from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap, warn_clamped_time
-from ndmptools.engine.metadata import inode_info_from_stat, read_inode_flags, times_fit_format
+from ndmptools.engine.metadata import (
+    inode_info_from_stat,
+    read_inode_flags,
+    read_project_id,
+    read_xattrs,
+    times_fit_format,
+    xattr_path,
+)
 from ndmptools.engine.progress import RunContext
+from ndmptools.engine.statx import birth_time_ns
 from ndmptools.format.bitmap import InodeMap
-from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR, RecordType
+from ndmptools.format.constants import (
+    DR_EXTATTRIBUTES,
+    DT_DIR,
+    EXT_XATTR,
+    ROOTINO,
+    TP_BSIZE,
+    TP_NINDIR,
+    RecordType,
+)
 from ndmptools.format.dirent import parse_directory
 from ndmptools.format.header import HeaderPacker, InodeInfo
 from ndmptools.format.records import RecordWriter
+from ndmptools.format.xattr import ACL_ACCESS, ACL_DEFAULT, AREA_LIMIT, acl_entry_count, plan_areas
 
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
@@ -40,6 +58,7 @@ class DumpWriter:
         self.inodes_written = 0
         self.live = live  # the live tree, not a snapshot: changes during the dump are reported
         self.history: FileHistoryRecorder | None = None  # HIST=Y: each inode and its place go to the catalog
+        self.unknown_namespaces = 0  # inodes with system.* attributes Linux restore 0.4b47 has no index for
 
     # -- volume start and maps ------------------------------------------------
 
@@ -82,7 +101,8 @@ class DumpWriter:
         if self.tree.incremental:
             nodes = sorted((n for n in nodes if n.dump), key=lambda n: n.ino)
         for node in nodes:
-            self._write_inode(node.ino, node.info, node.contents, node.path)
+            areas = self._attribute_areas(node.path, node.xattrs)
+            self._write_inode(node.ino, node.info, node.contents, node.path, areas)
 
     # -- pass IV ----------------------------------------------------------------
 
@@ -164,8 +184,10 @@ class DumpWriter:
             elif stat.S_ISLNK(st.st_mode):
                 target = os.readlink(name, dir_fd=dir_fd)
                 info = inode_info_from_stat(st, size=len(target))
+                info.birth_ns = birth_time_ns(name, dir_fd)
                 self._check_times(node, name, info)
-                self._write_inode(ino, info, target)
+                areas = self._named_attribute_areas(node, dir_fd, name)
+                self._write_inode(ino, info, target, areas=areas)
             elif stat.S_ISDIR(st.st_mode):
                 self.run.warn(
                     f"{os.fsdecode(os.path.join(node.path, name))} became a directory during "
@@ -173,8 +195,9 @@ class DumpWriter:
                 )
             else:
                 info = inode_info_from_stat(st, size=0)
+                info.birth_ns = birth_time_ns(name, dir_fd)
                 self._check_times(node, name, info)
-                self._write_inode(ino, info)
+                self._write_inode(ino, info, areas=self._named_attribute_areas(node, dir_fd, name))
         except OSError as err:
             self._missing(node, name, err)
 
@@ -191,9 +214,15 @@ class DumpWriter:
             if not stat.S_ISREG(st.st_mode):
                 raise FileNotFoundError(errno.ENOENT, "replaced during the dump")
             info = inode_info_from_stat(st, flags=read_inode_flags(fd))
+            info.birth_ns = birth_time_ns(b"", fd)
+            info.project_id = read_project_id(fd)
             self._check_times(node, name, info)
             extents = _data_extents(fd, st)
-            shortfall = self._write_file(ino, info, fd, extents)
+            attributes, problem = read_xattrs(fd)
+            if problem:
+                self.run.warn(f"{os.fsdecode(os.path.join(node.path, name))}: {problem}")
+            areas = self._attribute_areas(os.path.join(node.path, name), attributes)
+            shortfall = self._write_file(ino, info, fd, extents, areas)
             if self.live and not shortfall and _changed(st, os.fstat(fd)):
                 self.run.warn(
                     f"{os.fsdecode(os.path.join(node.path, name))} changed while it was being dumped"
@@ -206,7 +235,59 @@ class DumpWriter:
         finally:
             os.close(fd)
 
-    def _write_file(self, ino: int, info: InodeInfo, fd: int, extents: list[tuple[int, int]]) -> int:
+    # -- extended attributes ----------------------------------------------------------
+
+    def _named_attribute_areas(self, node: DirectoryNode, dir_fd: int, name: bytes) -> list[bytes]:
+        """The attribute areas of an entry that cannot be opened (a symlink, a device, a FIFO)."""
+        attributes, problem = read_xattrs(xattr_path(dir_fd, name))
+        if problem:
+            self.run.warn(f"{os.fsdecode(os.path.join(node.path, name))}: {problem}")
+        return self._attribute_areas(os.path.join(node.path, name), attributes)
+
+    def _attribute_areas(self, path: bytes, attributes: list[tuple[bytes, bytes]]) -> list[bytes]:
+        """The areas an inode's extended attributes go to media in, saying what others may refuse."""
+        if not attributes:
+            return []
+        plan = plan_areas(attributes)
+        values = dict(attributes)
+        for name in plan.oversized:
+            value = values[name]
+            what = (
+                f"its ACL of {acl_entry_count(value)} entries"
+                if name in (ACL_ACCESS, ACL_DEFAULT)
+                else f"its extended attribute {os.fsdecode(name)}"
+            )
+            self.run.warn(
+                f"{os.fsdecode(path)}: {what} ({len(value):,} bytes) is backed up whole, but takes more "
+                f"than the {AREA_LIMIT // 1024} KiB Linux restore 0.4b47 reads: other restorers may refuse it"
+            )
+        if plan.unknown_elsewhere:
+            self.unknown_namespaces += 1
+        return plan.areas
+
+    def _write_attributes(self, ino: int, info: InodeInfo, areas: list[bytes]) -> None:
+        """After an inode's data: a TS_INODE header flagged DR_EXTATTRIBUTES for each attribute area."""
+        w = self.writer
+        for area in areas:
+            blocks = len(area) // TP_BSIZE
+            area_info = copy.copy(info)
+            area_info.size = len(area)
+            header = self.packer.inode_header(
+                RecordType.INODE,
+                ino,
+                area_info,
+                _PRESENT[:blocks],
+                w.blocks_written,
+                flags=DR_EXTATTRIBUTES,
+                extattributes=EXT_XATTR,
+            )
+            w.write_header(header, ino, area_info, blocks)
+            w.write_blocks(area)
+            self.run.reporter.advance(TP_BSIZE + len(area))
+
+    def _write_file(
+        self, ino: int, info: InodeInfo, fd: int, extents: list[tuple[int, int]], areas: list[bytes] = ()
+    ) -> int:
         """Headers and data of a regular file; returns bytes the file no longer had."""
         size = info.size
         total_blocks = -(-size // TP_BSIZE)
@@ -246,13 +327,19 @@ class DumpWriter:
                 self.run.reporter.advance((b1 - b0) * TP_BSIZE)
             self.run.reporter.advance(TP_BSIZE)
             record_type = RecordType.ADDR
+        self._write_attributes(ino, info, areas)
         self.inodes_written += 1
         if self.history is not None:
             self.history.inode(ino, info, tapea, present)
         return shortfall
 
     def _write_inode(
-        self, ino: int, info: InodeInfo, data: bytes = b"", directory: bytes | None = None
+        self,
+        ino: int,
+        info: InodeInfo,
+        data: bytes = b"",
+        directory: bytes | None = None,
+        areas: list[bytes] = (),
     ) -> None:
         """An inode whose data is in memory (a directory at walk path ``directory``, a symlink) or has none.
 
@@ -270,6 +357,7 @@ class DumpWriter:
             w.write_header(header, ino, info, count)
             w.write_blocks(view[first * TP_BSIZE : (first + count) * TP_BSIZE])
             record_type = RecordType.ADDR
+        self._write_attributes(ino, info, areas)
         self.inodes_written += 1
         self.run.reporter.advance(TP_BSIZE + len(view))
         if self.history is not None:
