@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ndmptools.errors import FormatError
-from ndmptools.format.constants import TP_BSIZE
+from ndmptools.format.constants import EXT_XATTR, TP_BSIZE
 
 BLOCK_MAGIC = 0xEA020000  # an area copied from an attribute block, values offset from its start
 INODE_MAGIC = 0xEA020001  # an area copied from inside an inode, values offset from its first entry
@@ -271,6 +271,14 @@ class ReadAttributes:
     attributes: list[tuple[bytes, bytes]] = field(default_factory=list)
     unknown_indexes: list[int] = field(default_factory=list)
     elsewhere: int = 0  # values kept outside the area (ext4's ea_inode), which Linux dump does not copy
+    other_kinds: int = 0  # inode extensions that are not extended attributes (Mac OS Finder data)
+    damaged: int = 0  # areas that could not be read
+
+    def value(self, name: bytes) -> bytes | None:
+        for found, value in self.attributes:
+            if found == name:
+                return value
+        return None
 
 
 def unpack_area(data: bytes | memoryview, into: ReadAttributes | None = None) -> ReadAttributes:
@@ -312,3 +320,21 @@ def unpack_area(data: bytes | memoryview, into: ReadAttributes | None = None) ->
         if index in (INDEX_ACL_ACCESS, INDEX_ACL_DEFAULT):
             value = acl_from_disk(value)
         found.attributes.append((name, value))
+
+
+def decode_areas(found: Iterable[tuple[int, bytes]]) -> ReadAttributes:
+    """The attributes of an inode from what ``DumpReader.read_attributes`` gave: (c_extattributes, data).
+
+    Areas of another kind (Mac OS Finder data) are counted in ``other_kinds``;
+    a damaged area is counted in ``damaged`` and the rest still read.
+    """
+    result = ReadAttributes()
+    for kind, data in found:
+        if kind != EXT_XATTR:
+            result.other_kinds += 1
+            continue
+        try:
+            unpack_area(data, result)
+        except FormatError:
+            result.damaged += 1
+    return result

@@ -19,6 +19,7 @@ from ndmptools.format.constants import DT_DIR, ROOTINO
 from ndmptools.format.dirent import parse_directory
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader, VolumeStart
+from ndmptools.format.xattr import ReadAttributes, decode_areas
 
 ALL = None  # in Selection.wanted: every child of the directory
 
@@ -83,6 +84,7 @@ class MediaDirectories:
     contents: dict[int, bytes]  # directory inode -> BSD directory data
     infos: dict[int, InodeInfo]
     first_file: Header | None
+    attributes: dict[int, ReadAttributes] = field(default_factory=dict)  # of those that have any
 
 
 def read_directories(
@@ -93,10 +95,13 @@ def read_directories(
         volume = reader.read_volume_start()
     contents: dict[int, bytes] = {}
     infos: dict[int, InodeInfo] = {}
+    attributes: dict[int, ReadAttributes] = {}
     header = reader.next_inode()
     while header is not None and header.inode.is_dir:
         data, complete = reader.read_small(header)
-        reader.read_attributes(header.inumber)
+        areas = reader.read_attributes(header.inumber)
+        if areas:
+            attributes[header.inumber] = decode_areas(areas)
         if not complete:
             run.warn(f"directory inode {header.inumber} is incomplete on media; its entries may be missing")
         contents[header.inumber] = data
@@ -104,7 +109,7 @@ def read_directories(
         header = reader.next_inode()
     if ROOTINO not in contents:
         raise FormatError("the root directory is not on the media", reader.last_offset)
-    return MediaDirectories(volume, contents, infos, header)
+    return MediaDirectories(volume, contents, infos, header, attributes)
 
 
 def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) -> Catalog:

@@ -26,6 +26,7 @@ from ndmptools.errors import FormatError, MediaError
 from ndmptools.format.constants import NAMELEN, ROOTINO
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader, VolumeStart
+from ndmptools.format.xattr import ReadAttributes, decode_areas
 from ndmptools.state.catalog import CatalogEntry, FileCatalog
 from ndmptools.state.history import DumpRecord, History
 
@@ -100,6 +101,7 @@ class DirectAccess:
         """Stage 1 of a direct-access restore: only the directories the paths need, from their places."""
         contents: dict[int, bytes] = {}
         infos: dict[int, InodeInfo] = {}
+        attributes: dict[int, ReadAttributes] = {}
         for entry in self.entries:
             if not stat.S_ISDIR(entry.mode):
                 continue
@@ -108,14 +110,16 @@ class DirectAccess:
                 run.warn(f"directory {show(entry.path)}: {_not_there(place)}; nothing under it is restored")
                 continue
             data, complete = self.reader.read_small(header)
-            self.reader.read_attributes(header.inumber)
+            areas = self.reader.read_attributes(header.inumber)
+            if areas:
+                attributes[header.inumber] = decode_areas(areas)
             if not complete:
                 run.warn(f"directory {show(entry.path)} is incomplete on media; its entries may be missing")
             contents[header.inumber] = data
             infos[header.inumber] = header.inode
         if ROOTINO not in contents:
             raise FormatError("the root directory is not where the file history places it", 0)
-        return MediaDirectories(volume, contents, infos, None)
+        return MediaDirectories(volume, contents, infos, None, attributes)
 
     def file_headers(self, wanted: set[int], give_up) -> Iterator[Header]:
         """The headers of the inodes in ``wanted``, in media order; ``give_up(ino, why)`` for the rest."""
