@@ -268,3 +268,73 @@ def test_reader_reports_the_offset_of_a_torn_block(tmp_path):
     assert len(reader.read_blocks(3)[0]) == 3 * TP_BSIZE
     with pytest.raises(FormatError, match="at byte 3072"):
         reader.read_block()
+
+
+# -- extended attribute areas --------------------------------------------------------------------
+
+
+def _acl(*entries: tuple[int, int, int]) -> bytes:
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+ACL_SAMPLE = _acl(
+    (1, 6, 0xFFFFFFFF), (2, 6, 1000), (4, 4, 0xFFFFFFFF), (0x10, 6, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)
+)
+
+
+def test_acls_go_to_media_in_ext4_form_and_come_back():
+    from ndmptools.format.xattr import acl_from_disk, acl_to_disk
+
+    disk = acl_to_disk(ACL_SAMPLE)
+    assert disk[:4] == struct.pack("<I", 1) and len(disk) == 4 + 4 * 4 + 8  # four short, one named
+    assert acl_from_disk(disk) == ACL_SAMPLE
+
+
+def test_attribute_areas_round_trip_and_split_at_4_kib():
+    from ndmptools.format.xattr import AREA_LIMIT, EMPTY_AREA, decode_areas, plan_areas
+
+    attributes = [
+        (b"system.posix_acl_access", ACL_SAMPLE),
+        (b"user.DOSATTRIB", b"0x20\0"),
+        *((f"user.n{i}".encode(), bytes([i]) * 900) for i in range(6)),
+        (b"system.nfs4_acl", b"\0\0\0\1opaque"),
+        (b"trusted.big", b"x" * 9000),
+    ]
+    plan = plan_areas(attributes)
+    assert plan.oversized == [b"trusted.big"] and plan.unknown_elsewhere == [b"system.nfs4_acl"]
+    assert all(len(area) <= AREA_LIMIT for area in plan.areas[:-2])
+    assert plan.areas[-1] == EMPTY_AREA  # after the oversized area, for Linux restore's extra skip
+    assert struct.unpack_from("<I", plan.areas[0])[0] == 0xEA020000
+    found = decode_areas((3, area) for area in plan.areas)
+    order = [name for name, _ in found.attributes]
+    assert order.index(b"system.nfs4_acl") > max(order.index(f"user.n{i}".encode()) for i in range(6))
+    assert sorted(found.attributes) == sorted(attributes)
+
+
+def test_a_damaged_attribute_area_is_counted_not_fatal():
+    from ndmptools.format.xattr import decode_areas, plan_areas
+
+    good = plan_areas([(b"user.a", b"1")]).areas[0]
+    truncated = good[:40]
+    found = decode_areas([(3, b"\0" * 1024), (3, truncated), (3, good), (1, b"finder info")])
+    assert found.attributes == [(b"user.a", b"1")]
+    assert found.damaged == 2 and found.other_kinds == 1
+
+
+def test_the_in_inode_form_linux_dump_writes_is_read():
+    from ndmptools.format.xattr import unpack_area
+
+    # user.x = "abc": the value 24 bytes after the first entry, past the entry and the end marker
+    entry = struct.pack("<BBHIII", 1, 1, 24, 0, 3, 0) + b"x\0\0\0"
+    area = struct.pack("<I", 0xEA020001) + entry + bytes(4) + b"abc"
+    assert unpack_area(area).attributes == [(b"user.x", b"abc")]
+
+
+def test_birth_time_and_project_id_ride_in_c_spare():
+    from ndmptools.format.header import Header, InodeInfo, pack_header, unpack_header
+
+    info = InodeInfo(mode=0o100644, birth_ns=1_700_000_000_123_456_789, project_id=42)
+    back = unpack_header(pack_header(Header(type=2, inode=info))).inode
+    assert (back.birth_ns, back.project_id) == (1_700_000_000_123_456_789, 42)
+    plain = unpack_header(pack_header(Header(type=2, inode=InodeInfo(mode=0o100644)))).inode
+    assert (plain.birth_ns, plain.project_id) == (None, None)

@@ -204,26 +204,3 @@ def times_fit_format(info: InodeInfo) -> bool:
 
 
 RESTORES_OWNERS = os.geteuid() == 0  # only root may give files away
-
-
-def apply_to_fd(fd: int, info: InodeInfo) -> None:
-    """Owner, then mode (chown clears set-id bits), then times, on an open file or directory."""
-    if RESTORES_OWNERS:
-        os.fchown(fd, info.uid, info.gid)
-    os.fchmod(fd, stat.S_IMODE(info.mode))
-    os.utime(fd, ns=(info.atime_ns, info.mtime_ns))
-
-
-def apply_to_name(dir_fd: int, name: bytes, info: InodeInfo) -> None:
-    """Owner, mode and times of an entry without a descriptor: a symlink, device, FIFO or socket.
-
-    Nothing follows a symbolic link: a symlink gets owner and times only, and
-    the mode of a node is set by name only after lstat shows it is not a link.
-    """
-    if RESTORES_OWNERS:
-        os.chown(name, info.uid, info.gid, dir_fd=dir_fd, follow_symlinks=False)
-    if not info.is_symlink:
-        if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
-            raise OSError(f"{name!r} turned into a symbolic link")
-        os.chmod(name, stat.S_IMODE(info.mode), dir_fd=dir_fd)
-    os.utime(name, ns=(info.atime_ns, info.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)

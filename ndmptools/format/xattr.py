@@ -221,6 +221,9 @@ def pack_area(stored: list[tuple[int, bytes, bytes]]) -> bytes:
     return body + bytes(-len(body) % TP_BSIZE)
 
 
+EMPTY_AREA = pack_area([])
+
+
 @dataclass
 class AreaPlan:
     """The areas one inode's attributes go to media in, and what other restorers may refuse."""
@@ -234,33 +237,41 @@ def plan_areas(attributes: Iterable[tuple[bytes, bytes]]) -> AreaPlan:
     """The areas for ``attributes`` (full names, values as getxattr gives them, ACLs included).
 
     Each area holds what fits in 4 KiB, in the order given; names Linux
-    restore has no index for come last, in areas of their own; a value
-    that fits no 4 KiB area has one to itself.
+    restore has no index for come after those, in areas of their own; a value
+    that fits no 4 KiB area has one to itself, at the very end, followed by
+    an empty area: Linux restore 0.4b47 skips one header too many after an
+    area it finds too big, and that must not be the next file's.
     """
     plan = AreaPlan()
     known: list[tuple[int, bytes, bytes, bytes]] = []
     others: list[tuple[int, bytes, bytes, bytes]] = []
+    oversized: list[bytes] = []
+    room_in_area = AREA_LIMIT - _AREA_HEADER.size - _END_OF_ENTRIES
     for name, value in attributes:
         index, suffix, stored = _stored(name, value)
-        (known if index in _KNOWN_TO_LINUX_RESTORE else others).append((index, suffix, stored, name))
+        if _entry_room(suffix, stored) > room_in_area:
+            oversized.append(pack_area([(index, suffix, stored)]))
+            plan.oversized.append(name)
+        elif index in _KNOWN_TO_LINUX_RESTORE:
+            known.append((index, suffix, stored, name))
+        else:
+            others.append((index, suffix, stored, name))
         if index not in _KNOWN_TO_LINUX_RESTORE:
             plan.unknown_elsewhere.append(name)
     for group in (known, others):
         current: list[tuple[int, bytes, bytes]] = []
-        room = AREA_LIMIT - _AREA_HEADER.size - _END_OF_ENTRIES
-        for index, suffix, stored, name in group:
+        room = room_in_area
+        for index, suffix, stored, _ in group:
             need = _entry_room(suffix, stored)
-            if need > AREA_LIMIT - _AREA_HEADER.size - _END_OF_ENTRIES:
-                plan.areas.append(pack_area([(index, suffix, stored)]))
-                plan.oversized.append(name)
-                continue
             if need > room and current:
                 plan.areas.append(pack_area(current))
-                current, room = [], AREA_LIMIT - _AREA_HEADER.size - _END_OF_ENTRIES
+                current, room = [], room_in_area
             current.append((index, suffix, stored))
             room -= need
         if current:
             plan.areas.append(pack_area(current))
+    for area in oversized:
+        plan.areas += [area, EMPTY_AREA]
     return plan
 
 

@@ -3,11 +3,13 @@
 1. catalog: read the directories, choose what to extract (catalog.py);
 2. create the directories and an empty file for every regular file;
 3. stream the media and write the data, links and special files, each
-   file's owner, mode and times set as soon as its data is in;
+   file's owner, extended attributes, ACLs, mode and times set as soon as
+   its data is in, its chattr flags once all its names are made;
    a regular file carries the restore mark (restoremarks.py) from its
    creation in stage 2 until then, so a dump taken meanwhile leaves it out;
-4. set the directories' owners, modes and times, deepest first (their
-   times change while entries are made in them, so they come last).
+4. set the directories' owners, attributes, ACLs, modes, times and flags,
+   deepest first (their times change while entries are made in them, so
+   they come last). attributes.py has the order within an entry.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ndmptools.engine.errors import UsageError
-from ndmptools.engine.metadata import apply_to_fd, apply_to_name
 from ndmptools.engine.options import ListOptions, RestoreOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import space
+from ndmptools.engine.restore.attributes import AttributeSetter
 from ndmptools.engine.restore.catalog import (
     Catalog,
     Link,
@@ -40,6 +42,7 @@ from ndmptools.errors import FormatError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
+from ndmptools.format.xattr import ReadAttributes, decode_areas
 from ndmptools.media.base import Medium
 from ndmptools.state.catalog import FileCatalog
 from ndmptools.state.history import DumpRecord, History
@@ -152,6 +155,7 @@ class Restorer:
         self.stage = 1
         self.lost_dirs: set[int] = set()  # directories not made because the target was full
         self._progress_offset = 0
+        self.attributes = AttributeSetter(run, project_ids=_is_file_system_root(target.path))
 
     def warn_entry(self, path: bytes, why: str) -> None:
         self.run.warn(f"{show(path)}: {why}")
@@ -275,8 +279,9 @@ class Restorer:
             self.reader.read_attributes(ino)
             self.lost(self.catalog.path_of(links[0]))
             return
+        fd = None
         if info.is_regular:
-            made = self._extract_regular(header, links)
+            made, fd = self._extract_regular(header, links)
         elif info.is_symlink:
             made = self._extract_symlink(header, links)
         elif info.is_dir:
@@ -290,20 +295,53 @@ class Restorer:
             self.warn_entry(self.catalog.path_of(links[0]), f"unknown file type {info.mode:o}; skipped")
             self.reader.skip_data(header)
             made = None
-        self.reader.read_attributes(ino)
-        if made is None:
-            self.lost(self.catalog.path_of(links[0]))
-            return
-        self.restored += 1
-        for link in links:
-            if link is made:
-                continue
-            try:
-                self.target.make_link(made.parent, made.name, link.parent, link.name)
-            except Refused as why:
-                self._refused(self.catalog.path_of(link), why)
+        areas = self.reader.read_attributes(ino)
+        try:
+            if made is None:
+                self.lost(self.catalog.path_of(links[0]))
+                return
+            self._finish_entry(made, info, decode_areas(areas) if areas else None, fd)
+            self.restored += 1
+            for link in links:
+                if link is made:
+                    continue
+                try:
+                    self.target.make_link(made.parent, made.name, link.parent, link.name)
+                except Refused as why:
+                    self._refused(self.catalog.path_of(link), why)
+            if fd is not None:
+                self.attributes.after_links(self.catalog.path_of(made), info, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
-    def _extract_regular(self, header: Header, links: list[Link]) -> Link | None:
+    def _finish_entry(
+        self, made: Link, info: InodeInfo, attributes: ReadAttributes | None, fd: int | None
+    ) -> None:
+        """Owner, attributes, ACLs, mode and times of an entry stage 3 made (attributes.py has the order)."""
+        path = self.catalog.path_of(made)
+        parent_default = (
+            self.attributes.parent_default(made.parent, self.target.directory)
+            if not info.is_symlink
+            else None
+        )
+        if fd is not None:
+            self.attributes.apply(path, info, attributes, fd=fd, parent_default=parent_default)
+            try:
+                self.target.finish_file(fd)  # its data and metadata are in: a dump may take it now
+            except Refused as why:
+                self.warn_entry(path, str(why))
+            return
+        try:
+            with self.target.directory(made.parent) as dir_fd:
+                self.attributes.apply(
+                    path, info, attributes, dir_fd=dir_fd, name=made.name, parent_default=parent_default
+                )
+        except Refused as why:
+            self.warn_entry(path, f"restored, but its attributes could not be set: {why}")
+
+    def _extract_regular(self, header: Header, links: list[Link]) -> tuple[Link | None, int | None]:
+        """The file's data and size; returns its name and an open descriptor, or (None, None)."""
         info = header.inode
         link = self.placeholders.pop(header.inumber, None)
         try:
@@ -314,10 +352,11 @@ class Restorer:
         except Refused as why:
             self._refused(self.catalog.path_of(link), why)
             self.reader.skip_data(header)
-            return None
+            return None, None
         path = self.catalog.path_of(link)
         complete = False
         try:
+            self.attributes.before_data(fd, info)
             sink = _FileSink(fd)
             complete = self.reader.read_data(header, sink)
             if not complete:
@@ -334,31 +373,11 @@ class Restorer:
                 except OSError as err:
                     complete = False
                     self.warn_entry(path, f"cannot set its size: {err.strerror}; not restored")
-            if complete:
-                self._apply_attributes(path, lambda: apply_to_fd(fd, info))
-                try:
-                    self.target.finish_file(fd)  # last: until now a dump must leave it out
-                except Refused as why:
-                    self.warn_entry(path, str(why))
         finally:
-            os.close(fd)
             if not complete:
+                os.close(fd)
                 self.target.remove(link.parent, link.name)  # never leave a partial file looking whole
-        return link if complete else None
-
-    def _apply_attributes(self, path: bytes, apply) -> None:
-        """Owner, mode and times; the entry is restored even when they cannot be set."""
-        try:
-            apply()
-        except (Refused, OSError) as why:
-            self.warn_entry(path, f"restored, but its attributes could not be set: {_reason(why)}")
-
-    def _named_attributes(self, link: Link, info: InodeInfo):
-        def apply() -> None:
-            with self.target.directory(link.parent) as dir_fd:
-                apply_to_name(dir_fd, link.name, info)
-
-        return apply
+        return (link, fd) if complete else (None, None)
 
     def _extract_symlink(self, header: Header, links: list[Link]) -> Link | None:
         link = links[0]
@@ -372,7 +391,6 @@ class Restorer:
         except Refused as why:
             self._refused(self.catalog.path_of(link), why)
             return None
-        self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, header.inode))
         return link
 
     def _extract_node(self, info: InodeInfo, links: list[Link]) -> Link | None:
@@ -383,7 +401,6 @@ class Restorer:
         except Refused as why:
             self._refused(self.catalog.path_of(link), why)
             return None
-        self._apply_attributes(self.catalog.path_of(link), self._named_attributes(link, info))
         return link
 
     def _account_for_missing(self) -> None:
@@ -418,7 +435,7 @@ class Restorer:
     # -- stage 4 ------------------------------------------------------------------------
 
     def set_directory_attributes(self, only: set[int] | None = None) -> None:
-        """Owner, mode and times of the directories (``only`` those, when given), deepest first."""
+        """Each directory's owner, attributes, ACLs, mode, times and flags (``only`` those), deepest first."""
         self.run.reporter.phase("stage 4: directory attributes")
         for directory in reversed(self.catalog.directories):
             if directory.ino in self.failed_dirs or (only is not None and directory.ino not in only):
@@ -427,17 +444,34 @@ class Restorer:
                 continue  # a partial restore leaves the target's own attributes alone
             if directory.info is None:
                 continue  # made for a --rename: it keeps what stage 2 gave it
+            parent_default = None
+            if directory.ino != ROOTINO:  # the target itself has no parent in the restore
+                parent_default = self.attributes.parent_default(directory.parent, self.target.directory)
             try:
                 with self.target.directory(directory.ino) as fd:
-                    apply_to_fd(fd, directory.info)
-            except (Refused, OSError) as why:
-                self.warn_entry(directory.path, f"cannot set attributes: {_reason(why)}")
+                    self.attributes.apply(
+                        directory.path,
+                        directory.info,
+                        self.catalog.attributes.get(directory.ino),
+                        fd=fd,
+                        parent_default=parent_default,
+                        set_defaults=True,
+                    )
+                    self.attributes.after_links(directory.path, directory.info, fd)
+            except Refused as why:
+                self.warn_entry(directory.path, f"cannot set attributes: {why}")
+
+    def finish(self) -> None:
+        """After the last stage: what could not be carried over, once (attributes.py)."""
+        self.attributes.finish(self.target.path)
 
 
-def _reason(why: BaseException) -> str:
-    if isinstance(why, OSError) and why.strerror:
-        return why.strerror
-    return str(why)
+def _is_file_system_root(path: str) -> bool:
+    """Whether ``path`` is where a file system is mounted (project ids are restored only there)."""
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False
 
 
 def run_restore(
@@ -494,6 +528,7 @@ def run_restore(
                 f"{err.message}; restored {restorer.restored} entries before it, the rest is missing"
             ) from None
         restorer.set_directory_attributes()
+        restorer.finish()
     finally:
         target.close()
         if marker is not None:

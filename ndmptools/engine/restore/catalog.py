@@ -70,6 +70,7 @@ class Catalog:
     links: dict[int, list[Link]] = field(default_factory=dict)
     full: bool = True  # the whole dump, not a selection
     first_file: Header | None = None  # the first non-directory header, for stage 3
+    attributes: dict[int, ReadAttributes] = field(default_factory=dict)  # of directories that have any
 
     def path_of(self, link: Link) -> bytes:
         parent = self.by_ino[link.parent].path
@@ -126,7 +127,7 @@ def build_catalog(
     (they did not change); ``on_media_only`` forces that choice either way.
     """
     volume = media.volume
-    catalog = Catalog(volume=volume, first_file=media.first_file)
+    catalog = Catalog(volume=volume, first_file=media.first_file, attributes=media.attributes)
     contents = dict(media.contents)
     wanted = _select(contents, paths, run)
     catalog.full = wanted.get(ROOTINO, set()) is ALL

@@ -223,7 +223,9 @@ class IncrementalRestore:
 
     def catalog_for_media(self) -> Catalog:
         """The new tree as stage 3 sees it: every directory, and names of the inodes on media."""
-        catalog = Catalog(volume=self.media.volume, first_file=self.media.first_file)
+        catalog = Catalog(
+            volume=self.media.volume, first_file=self.media.first_file, attributes=self.media.attributes
+        )
         infos = self.media.infos
         for directory, (parent, name) in sorted(self.new_where.items(), key=lambda kv: self.new_depth[kv[0]]):
             path = b"" if directory == ROOTINO else self._new_path(parent, name)
@@ -318,6 +320,7 @@ def apply_dump(
             restorer.create_directories_and_files()
             restorer.extract()
             restorer.set_directory_attributes()
+            restorer.finish()
             removed = moved = 0
         else:
             applier = IncrementalRestore(media, table, target, reader, run)
@@ -331,6 +334,7 @@ def apply_dump(
             restorer.extract()
             applier.cleanup()
             restorer.set_directory_attributes(only=set(media.contents))
+            restorer.finish()
             removed, moved = applier.removed, applier.moved
     except FormatError:
         raise
