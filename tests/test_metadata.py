@@ -297,3 +297,35 @@ def test_a_file_with_mode_bits_only_gets_the_target_defaults(tmp_path, ndmptools
         ]
     )
     assert got["own-acl"] == acls_of(source)["own-acl"]
+
+
+def test_restore_r_carries_attribute_changes_of_an_incremental(tmp_path, ndmptools):
+    """A changed attribute moves ctime: the file is on the level 1, with its new attributes."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_bytes(b"same data\n")
+    os.setxattr(source / "f", "user.state", b"before")
+    (source / "d").mkdir()
+    state = str(tmp_path / "state")
+
+    def dump(level: int, out: str) -> None:
+        ndmptools.ok(
+            "--state-dir", state, "dump", "-level", str(level), "--snapshot-provider", "none",
+            "-f", str(tmp_path / out), str(source),
+        )  # fmt: skip
+
+    dump(0, "l0")
+    os.setxattr(source / "f", "user.state", b"after")
+    subprocess.run(["setfacl", "-m", "u:1000:r", str(source / "f")], check=True)
+    os.setxattr(source / "d", "user.new", b"on the directory")
+    dump(1, "l1")
+    target = tmp_path / "target"
+    for out in ("l0", "l1"):
+        ndmptools.ok(
+            "--state-dir", state, "restore", "-q", "-r", "-f", str(tmp_path / out), "-D", str(target)
+        )
+    back = xattrs_of(target)
+    back.pop(".", None)
+    assert {k: v for k, v in back.items() if k != "restoresymtable"} == {
+        k: v for k, v in xattrs_of(source).items() if k != "."
+    }
