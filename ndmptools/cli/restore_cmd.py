@@ -149,9 +149,20 @@ def restore(
 
     With -C nothing is restored: each entry of the dump (under the PATHs) is
     compared with the tree at DIR, by type, mode, owner, group, size, mtime,
-    content, symlink target, device number and hard links, and each
+    content, symlink target, device number, hard links, extended attributes
+    (each name and value, in every namespace this process can read: trusted.*
+    needs root), POSIX ACLs and the chattr flags a restore sets, and each
     directory's names with the tree's (a name the dump does not list is
-    "only in the tree"). An incremental compares only what it holds.
+    "only in the tree"). Not compared: atime, ctime, birth time and project
+    ids. An incremental compares only what it holds.
+
+    \b
+    The kinds of difference (with --json, "media" and "tree" hold the values):
+      only-on-media, only-in-tree, type, mode, owner, group, size, mtime,
+      content, holes, symlink, device, hardlink,
+      xattr  an extended attribute: NAME=VALUE as getfattr -d shows it (cut)
+      acl    a POSIX ACL in getfacl's short form, numeric ids (d: for default)
+      flags  chattr flags, as lsattr's letters
 
     \b
     Examples:

@@ -7,10 +7,21 @@ the tree has; then every other inode, in media order, is compared while its
 data streams past, block by block against the tree's file, never held whole.
 
 Compared: presence, type, mode bits, owner, group, size, mtime (to the
-resolution the media keeps), content, symlink targets, device numbers and
-hard links. Not compared: atime and ctime (reading moves one, nothing can
-set the other), directory sizes (the format's directories are not the file
-system's), extended attributes and inode flags.
+resolution the media keeps), content, symlink targets, device numbers, hard
+links, extended attributes and chattr flags. Extended attributes are
+compared name by name and value by value in every namespace this process
+can read (trusted.* needs CAP_SYS_ADMIN), POSIX ACLs by their entries; the
+restore mark (restoremarks.MARK_XATTR) never counts, and a tree on a file
+system without extended attributes has none. Flags count only where a
+restore sets them (metadata.RESTORED_FLAGS: the others say how the file
+system stores the inode), and only for files and directories: nothing reads
+the flags of an entry that cannot be opened. The cost is one listxattr per
+entry, and a getxattr per attribute only where either side has some.
+
+Not compared: atime and ctime (reading moves one, nothing can set the
+other), birth time (Linux cannot set it, so a restored file never has the
+original's), project ids (a restore sets them only at a file system's root),
+directory sizes (the format's directories are not the file system's).
 
 The tree is only ever read: directories are opened from their parent with
 O_NOFOLLOW, names are lstat'ed, files opened read-only, all with O_NOATIME
@@ -24,11 +35,13 @@ import errno
 import os
 import stat
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ndmptools.engine.errors import TargetError
+from ndmptools.engine.metadata import RESTORED_FLAGS, flag_letters, read_inode_flags, xattr_path
 from ndmptools.engine.options import CompareOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.engine.restore import type_name
@@ -43,11 +56,25 @@ from ndmptools.engine.restore.catalog import (
 from ndmptools.engine.restore.direct import normalize
 from ndmptools.engine.restore.origin import original_location, single_entry
 from ndmptools.engine.restore.target import OpenDirectories, Refused
+from ndmptools.engine.restoremarks import MARK_XATTR
 from ndmptools.errors import FormatError
 from ndmptools.format.constants import ROOTINO, TP_BSIZE
 from ndmptools.format.dirent import parse_directory
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
+from ndmptools.format.xattr import (
+    ACL_ACCESS,
+    ACL_DEFAULT,
+    ACL_GROUP,
+    ACL_GROUP_OBJ,
+    ACL_MASK,
+    ACL_OTHER,
+    ACL_USER,
+    ACL_USER_OBJ,
+    ReadAttributes,
+    decode_areas,
+    parse_acl,
+)
 from ndmptools.media.base import Medium
 from ndmptools.state.history import History
 
@@ -71,6 +98,105 @@ HOLES = "holes"
 SYMLINK = "symlink"
 DEVICE = "device"
 HARDLINK = "hardlink"
+XATTR = "xattr"  # an extended attribute (not an ACL): media and tree are NAME=VALUE, or None where absent
+ACL = "acl"  # a POSIX ACL: media and tree in getfacl's short form, or None where absent
+FLAGS = "flags"  # the chattr flags a restore sets, as lsattr's letters
+
+# Shown of an extended attribute's value, at most: characters of text, bytes of anything else.
+_SHOWN_TEXT = 64
+_SHOWN_BYTES = 32
+_MARK = os.fsencode(MARK_XATTR)
+_TRUSTED = b"trusted."
+# ext4 keeps a file's inline data (the inline_data feature) as the entry system.data of its in-inode
+# area, which Linux dump copies; it is no attribute: listxattr never shows it, setxattr refuses it.
+_NOT_ATTRIBUTES = {_MARK, b"system.data"}
+_CAP_SYS_ADMIN = 21
+_ACL_TAGS = {
+    ACL_USER_OBJ: "u",
+    ACL_USER: "u",
+    ACL_GROUP_OBJ: "g",
+    ACL_GROUP: "g",
+    ACL_MASK: "m",
+    ACL_OTHER: "o",
+}
+
+
+def xattr_value_text(value: bytes) -> str:
+    """A value as ``getfattr -d`` shows one: "text" with escapes when it is text, else 0x and hex.
+
+    Long values are cut, with their length and their CRC-32 (zlib: hashlib
+    would load OpenSSL, megabytes for every compare), so that two long values
+    that differ past the cut still look different.
+    """
+    try:
+        text: str | None = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\n\0" for c in text):
+        escaped = (
+            text[:_SHOWN_TEXT]
+            .replace("\\", "\\\\")
+            .replace('"', '\\"')
+            .replace("\n", "\\n")
+            .replace("\t", "\\t")
+            .replace("\0", "\\0")
+        )
+        shown, cut = f'"{escaped}"', len(text) > _SHOWN_TEXT
+    else:
+        shown, cut = "0x" + value[:_SHOWN_BYTES].hex(), len(value) > _SHOWN_BYTES
+    if cut:
+        shown += f"... ({len(value):,} bytes, crc32 {zlib.crc32(value):08x})"
+    return shown
+
+
+def acl_text(value: bytes, default: bool = False) -> str:
+    """An ACL (xattr form) in getfacl's short form, ids as numbers: ``u::rw-,u:1000:rw-,g::r--,o::r--``.
+
+    The entries of a default ACL start with ``d:``, as setfacl takes them;
+    a value that is no ACL is shown as bytes.
+    """
+    try:
+        entries = parse_acl(value)
+    except FormatError:
+        return xattr_value_text(value)
+    prefix = "d:" if default else ""
+    parts = []
+    for e in entries:
+        tag = _ACL_TAGS.get(e.tag, f"{e.tag:#x}")
+        qualifier = str(e.id) if e.tag in (ACL_USER, ACL_GROUP) else ""
+        perms = "".join(letter if e.perm & bit else "-" for bit, letter in ((4, "r"), (2, "w"), (1, "x")))
+        if e.perm & ~7:
+            perms += f"+{e.perm & ~7:#x}"
+        parts.append(f"{prefix}{tag}:{qualifier}:{perms}")
+    return ",".join(parts)
+
+
+def _same_value(name: bytes, media: bytes, tree: bytes) -> bool:
+    """Equal values; ACLs by their entries, whatever their order or the ids of unnamed entries."""
+    if media == tree:
+        return True
+    if name not in (ACL_ACCESS, ACL_DEFAULT):
+        return False
+    try:
+        keys = [
+            sorted((e.tag, e.perm, e.id if e.tag in (ACL_USER, ACL_GROUP) else 0) for e in parse_acl(v))
+            for v in (media, tree)
+        ]
+    except FormatError:
+        return False
+    return keys[0] == keys[1]
+
+
+def reads_trusted_attributes() -> bool:
+    """Whether this process sees trusted.* attributes: CAP_SYS_ADMIN is in its effective set."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
 
 
 def _when(ns: int, fraction: bool) -> str:
@@ -87,9 +213,23 @@ class Difference:
     kind: str
     media: object = None
     tree: object = None
+    attribute: str | None = None  # the extended attribute's name, for XATTR (not in the JSON: in the values)
 
     def what(self) -> str:
         kind, media, tree = self.kind, self.media, self.tree
+        if kind in (XATTR, ACL):
+            what = "ACL" if kind == ACL else f"xattr {self.attribute}"
+            if kind == XATTR:  # the name is in the values too: show it once
+                cut = len(self.attribute or "") + 1
+                media = None if media is None else str(media)[cut:]
+                tree = None if tree is None else str(tree)[cut:]
+            if tree is None:
+                return f"{what} {media} only on media"
+            if media is None:
+                return f"{what} {tree} only in the tree"
+            return f"{what} {media} != {tree}"
+        if kind == FLAGS:
+            return f"flags {media or '-'} != {tree or '-'}"
         if kind == ONLY_ON_MEDIA:
             return "only on media"
         if kind == ONLY_IN_TREE:
@@ -288,14 +428,17 @@ class Comparer:
         self._tree_links: dict[tuple[int, int], tuple[int, str]] = {}  # a tree inode with links -> media
         self._file_flags = _FILE_FLAGS | _O_NOATIME
         self._progress_offset = 0
+        self._reads_trusted = reads_trusted_attributes()  # else the tree lists no trusted.* to compare
 
     @property
     def differences(self) -> int:
         return sum(self.kinds.values())
 
-    def differ(self, path: str, kind: str, media: object = None, tree: object = None) -> None:
+    def differ(
+        self, path: str, kind: str, media: object = None, tree: object = None, attribute: str | None = None
+    ) -> None:
         self.kinds[kind] += 1
-        self.emit(Difference(path, kind, media, tree))
+        self.emit(Difference(path, kind, media, tree, attribute))
 
     def _wholly(self, path: bytes) -> bool:
         return any(not root or path == root or path.startswith(root + b"/") for root in self.roots)
@@ -321,17 +464,25 @@ class Comparer:
                 continue  # a directory above a PATH: only the way down to it
             self.compared += 1
             self._compare_attributes(path, directory.info, st)
-            self._only_in_tree(directory.ino, directory.path)
+            self._compare_directory(directory.ino, directory.path, directory.info)
 
-    def _only_in_tree(self, ino: int, path: bytes) -> None:
-        """The names the tree's directory holds that the media's does not list."""
+    def _compare_directory(self, ino: int, path: bytes, info: InodeInfo) -> None:
+        """A directory's extended attributes and flags, and the names only the tree's holds."""
+        shown = show(path)
         try:
             with self.tree.directory(ino) as fd:
+                media, complete = self._media_xattrs(shown, self.media.attributes.get(ino))
+                self._compare_xattrs(shown, media, complete, fd)
+                self._compare_flags(shown, info, fd)
                 names = os.listdir(fd)
         except (Refused, OSError) as why:
-            self.run.warn(f"{show(path)}: {_reason(why)}; nothing under it is compared")
+            self.run.warn(f"{shown}: {_reason(why)}; nothing under it is compared")
             self.failed_dirs.add(ino)
             return
+        self._only_in_tree(ino, path, names)
+
+    def _only_in_tree(self, ino: int, path: bytes, names: list[str]) -> None:
+        """The names the tree's directory holds that the media's does not list."""
         entries, _ = parse_directory(self.media.contents.get(ino, b""))
         listed = {e.name for e in entries}
         for name in sorted(os.fsencode(n) for n in names):
@@ -378,6 +529,110 @@ class Comparer:
             if media != tree:
                 self.differ(path, DEVICE, media, tree)
 
+    # -- extended attributes and flags -------------------------------------------------------
+
+    def _media_xattrs(self, path: str, found: ReadAttributes | None) -> tuple[dict[bytes, bytes], bool]:
+        """The media's attributes this process could see in the tree, and whether the media has them all.
+
+        When it may not (an area it cannot read, a namespace nobody defined,
+        values Linux dump does not copy), a name only in the tree is no
+        difference: the media may have had it.
+        """
+        if found is None:
+            return {}, True
+        values = {
+            name: value
+            for name, value in found.attributes
+            if name not in _NOT_ATTRIBUTES and (self._reads_trusted or not name.startswith(_TRUSTED))
+        }
+        complete = True
+        if found.damaged:
+            self.run.warn(
+                f"{path}: an extended-attribute area on media is damaged; what it held is not compared"
+            )
+            complete = False
+        if found.unknown_indexes:
+            indexes = ", ".join(str(i) for i in sorted(set(found.unknown_indexes)))
+            self.run.warn(
+                f"{path}: extended attributes on media in a namespace nobody defined (index {indexes}); "
+                "not compared"
+            )
+            complete = False
+        if found.elsewhere:
+            self.run.warn(
+                f"{path}: {found.elsewhere} of its extended attributes are not on media (their values were "
+                "outside the inode, where Linux dump does not look); not compared"
+            )
+            complete = False
+        return values, complete
+
+    def _compare_xattrs(
+        self, path: str, media: dict[bytes, bytes], complete: bool, where: int | bytes
+    ) -> None:
+        """The tree's extended attributes at ``where`` (an fd, or a path not followed) against ``media``.
+
+        One listxattr; a getxattr for each name the tree lists, none when it
+        lists nothing.
+        """
+        follow = not isinstance(where, bytes)
+        try:
+            listed = os.listxattr(where, follow_symlinks=follow)
+        except OSError as err:
+            if err.errno != errno.ENOTSUP:
+                self.run.warn(f"{path}: cannot list its extended attributes: {err.strerror}; not compared")
+                return
+            listed = []  # a file system without extended attributes: it has none
+        in_tree = {os.fsencode(name) for name in listed}
+        in_tree.discard(_MARK)
+        if not in_tree and not media:
+            return
+        for name in sorted(in_tree | media.keys()):
+            on_media = media.get(name)
+            if name not in in_tree:
+                self._xattr_differs(path, name, on_media, None)
+                continue
+            if on_media is None and not complete:
+                continue
+            try:
+                value = os.getxattr(where, name, follow_symlinks=follow)
+            except OSError as err:
+                if err.errno == errno.ENODATA:  # removed since it was listed
+                    if on_media is not None:
+                        self._xattr_differs(path, name, on_media, None)
+                else:
+                    self.run.warn(
+                        f"{path}: cannot read its extended attribute {show(name)}: {err.strerror}; "
+                        "not compared"
+                    )
+                continue
+            if on_media is None or not _same_value(name, on_media, value):
+                self._xattr_differs(path, name, on_media, value)
+
+    def _xattr_differs(self, path: str, name: bytes, media: bytes | None, tree: bytes | None) -> None:
+        if name in (ACL_ACCESS, ACL_DEFAULT):
+            default = name == ACL_DEFAULT
+            self.differ(
+                path,
+                ACL,
+                None if media is None else acl_text(media, default),
+                None if tree is None else acl_text(tree, default),
+            )
+            return
+        shown = show(name)
+        self.differ(
+            path,
+            XATTR,
+            None if media is None else f"{shown}={xattr_value_text(media)}",
+            None if tree is None else f"{shown}={xattr_value_text(tree)}",
+            attribute=shown,
+        )
+
+    def _compare_flags(self, path: str, info: InodeInfo, fd: int) -> None:
+        media = info.flags & RESTORED_FLAGS
+        tree = read_inode_flags(fd) & RESTORED_FLAGS
+        if media != tree:
+            self.differ(path, FLAGS, flag_letters(media), flag_letters(tree))
+
     # -- the other inodes, in media order ----------------------------------------------------
 
     def compare_files(self) -> None:
@@ -404,15 +659,43 @@ class Comparer:
         for entry in found:
             self._compare_attributes(entry.path, info, entry.st)
             self._check_tree_link(ino, entry)
+        opened: dict[str, _TreeFile] = {}  # regular files by path: their content, flags and attributes
         try:
-            if found and info.is_regular:
-                self._compare_content(header, [e for e in found if e.st.st_size == info.size])
-            elif found and info.is_symlink:
-                self._compare_symlink(header, found)
-            else:
-                self.reader.skip_data(header)
+            try:
+                if found and info.is_regular:
+                    for entry in found:
+                        tree_file = self._open_file(entry, info.size)
+                        if tree_file is not None:
+                            opened[entry.path] = tree_file
+                    self._compare_content(header, [f for f in opened.values() if f.st.st_size == info.size])
+                elif found and info.is_symlink:
+                    self._compare_symlink(header, found)
+                else:
+                    self.reader.skip_data(header)
+            finally:
+                areas = self.reader.read_attributes(ino)  # they follow the data on media
+            if found:
+                self._compare_inode_metadata(info, found, decode_areas(areas) if areas else None, opened)
         finally:
-            self.reader.read_attributes(ino)
+            for tree_file in opened.values():
+                os.close(tree_file.fd)
+
+    def _compare_inode_metadata(
+        self, info: InodeInfo, found: list[_Found], areas: ReadAttributes | None, opened: dict[str, _TreeFile]
+    ) -> None:
+        """Extended attributes of each of the tree's inodes, and the flags of those open."""
+        media, complete = self._media_xattrs(found[0].path, areas)
+        for entry in found:
+            tree_file = opened.get(entry.path)
+            if tree_file is not None:
+                self._compare_xattrs(entry.path, media, complete, tree_file.fd)
+                self._compare_flags(entry.path, info, tree_file.fd)
+                continue
+            try:  # not a regular file, or one that could not be opened: read by name, never followed
+                with self.tree.directory(entry.link.parent) as dir_fd:
+                    self._compare_xattrs(entry.path, media, complete, xattr_path(dir_fd, entry.link.name))
+            except (Refused, OSError) as why:
+                self.run.warn(f"{entry.path}: {_reason(why)}; its extended attributes are not compared")
 
     def _tree_inodes(self, info: InodeInfo, links: list[Link]) -> list[_Found]:
         """The tree's inodes for the names of one media inode: one, unless a hard link was broken."""
@@ -439,31 +722,25 @@ class Comparer:
         if seen[0] != ino:
             self.differ(entry.path, HARDLINK, None, seen[1])
 
-    def _compare_content(self, header: Header, same_size: list[_Found]) -> None:
-        files = []
-        try:
-            for entry in same_size:
-                opened = self._open_file(entry)
-                if opened is not None:
-                    files.append(opened)
-            if not files:
-                self.reader.skip_data(header)
-                return
-            complete = self.reader.read_data(header, _ContentCheck(files))
-            if not complete:
-                self.run.warn(f"{files[0].path}: its data is incomplete on media; compared in part")
-            for f in files:
-                if f.error is not None:
-                    self.run.warn(f"{f.path}: cannot read it: {f.error.strerror}; content not compared")
-                elif f.differs:
-                    self.differ(f.path, CONTENT)
-                elif f.data_in_hole and complete and f.reports_holes():
-                    self.differ(f.path, HOLES, "hole", "data")
-        finally:
-            for f in files:
-                os.close(f.fd)
+    def _compare_content(self, header: Header, files: list[_TreeFile]) -> None:
+        """The media's data against the tree's open files of its size (the caller closes them)."""
+        if not files:
+            self.reader.skip_data(header)
+            return
+        complete = self.reader.read_data(header, _ContentCheck(files))
+        if not complete:
+            self.run.warn(f"{files[0].path}: its data is incomplete on media; compared in part")
+        for f in files:
+            if f.error is not None:
+                self.run.warn(f"{f.path}: cannot read it: {f.error.strerror}; content not compared")
+            elif f.differs:
+                self.differ(f.path, CONTENT)
+            elif f.data_in_hole and complete and f.reports_holes():
+                self.differ(f.path, HOLES, "hole", "data")
 
-    def _open_file(self, entry: _Found) -> _TreeFile | None:
+    def _open_file(self, entry: _Found, media_size: int) -> _TreeFile | None:
+        """The tree's file, opened read-only for its content (if its size is the media's) and flags."""
+        unread = "content and flags" if entry.st.st_size == media_size else "flags"
         try:
             with self.tree.directory(entry.link.parent) as dir_fd:
                 try:
@@ -474,12 +751,12 @@ class Comparer:
                     self._file_flags &= ~_O_NOATIME  # O_NOATIME needs ownership or CAP_FOWNER
                     fd = os.open(entry.link.name, self._file_flags, dir_fd=dir_fd)
         except (Refused, OSError) as why:
-            self.run.warn(f"{entry.path}: cannot open it: {_reason(why)}; content not compared")
+            self.run.warn(f"{entry.path}: cannot open it: {_reason(why)}; its {unread} are not compared")
             return None
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (entry.st.st_dev, entry.st.st_ino):
             os.close(fd)
-            self.run.warn(f"{entry.path}: replaced while being compared; content not compared")
+            self.run.warn(f"{entry.path}: replaced while being compared; its {unread} are not compared")
             return None
         return _TreeFile(entry.path, fd, now)
 
