@@ -338,3 +338,12 @@ def test_birth_time_and_project_id_ride_in_c_spare():
     assert (back.birth_ns, back.project_id) == (1_700_000_000_123_456_789, 42)
     plain = unpack_header(pack_header(Header(type=2, inode=InodeInfo(mode=0o100644)))).inode
     assert (plain.birth_ns, plain.project_id) == (None, None)
+
+
+def test_ext4_inline_data_in_an_in_inode_area_is_no_attribute():
+    """Linux dump copies ext4's in-inode area whole, and system.data there is the file's data."""
+    from ndmptools.format.xattr import unpack_area
+
+    entry = struct.pack("<BBHIII", 4, 7, 24, 0, 0, 0) + b"data"
+    area = struct.pack("<I", 0xEA020001) + entry + bytes(4)
+    assert unpack_area(area).attributes == []

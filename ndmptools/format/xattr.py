@@ -321,6 +321,8 @@ def unpack_area(data: bytes | memoryview, into: ReadAttributes | None = None) ->
         if name is None:
             found.unknown_indexes.append(index)
             continue
+        if index == INDEX_SYSTEM and suffix == b"data":
+            continue  # ext4's inline data, which Linux dump copies with the in-inode area: no attribute
         if value_inum:
             found.elsewhere += 1
             continue
