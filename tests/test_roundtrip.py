@@ -110,27 +110,6 @@ def test_restore_named_paths_only(sample_tree, sample_dump, tmp_path, ndmptools)
     assert os.stat(target / "hard-c").st_ino == os.stat(target / "dir" / "sub" / "hard-b").st_ino
 
 
-def test_a_mounted_file_system_below_the_path_is_not_crossed(tmp_path, ndmptools):
-    import subprocess
-
-    from tests.conftest import SMALL_SPEC
-    from tests.trees import build_tree_from_spec
-
-    tree = tmp_path / "tree"
-    build_tree_from_spec(str(tree), SMALL_SPEC)
-    (tree / "mnt").mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(tree / "mnt")], check=True)
-    try:
-        (tree / "mnt" / "other-fs-file").write_bytes(b"must not be dumped")
-        image = tmp_path / "m.dump"
-        ndmptools.ok("dump", "-f", str(image), str(tree))
-    finally:
-        subprocess.run(["umount", str(tree / "mnt")], check=True)
-    ndmptools.ok("restore", "-f", str(image), "-D", str(tmp_path / "r"))
-    assert (tmp_path / "r" / "mnt").is_dir()
-    assert os.listdir(tmp_path / "r" / "mnt") == []
-
-
 def test_failed_dump_leaves_no_output_and_keeps_the_old_one(tmp_path, ndmptools, small_tree):
     image = tmp_path / "keep.dump"
     image.write_bytes(b"previous good dump")

@@ -148,7 +148,9 @@ def dump(
     """Back up PATH (a file system, a subtree or a single file) to MEDIA.
 
     PATH becomes the root of the dump, and the walk stays on PATH's file
-    system: a file system mounted below it is dumped as an empty directory.
+    system: a file system mounted below it is backed up as a symbolic link
+    to its mount point. From level 1 up, what has the nodump flag (chattr
+    +d), and everything below a directory that has it, is left out.
     The dump reads a snapshot, never the live tree: one it takes
     (snapshot_for_backup.N, removed afterwards) or one named with
     --snapshot. On a file system without snapshots it reads the live tree

@@ -93,6 +93,27 @@ def find_mount(path: str, mountinfo: str = MOUNTINFO) -> FileSystemInfo | None:
     return best
 
 
+def mount_points_below(path: str, mountinfo: str = MOUNTINFO) -> list[str]:
+    """Every mount point strictly below ``path`` (absolute, resolved), as this process sees them.
+
+    A snapshot does not show the mounts of the live tree (they look like
+    empty directories there): this is how a dump of one knows them.
+    """
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = set()
+    for line in lines:
+        fields = line.partition(" - ")[0].split()
+        if len(fields) >= 5:
+            mount_point = _unescape(fields[4])
+            if mount_point != path and _is_within(mount_point, path):
+                found.add(mount_point)
+    return sorted(found)
+
+
 def _is_within(path: str, directory: str) -> bool:
     return directory == "/" or path == directory or path.startswith(directory.rstrip("/") + "/")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ndmptools.engine.dump.checkpoint import snapshot_to_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession, reap_abandoned
 from ndmptools.engine.dump.filehistory import FileHistoryRecorder
-from ndmptools.engine.dump.mapping import Base, map_tree
+from ndmptools.engine.dump.mapping import Base, LiveTree, map_tree
 from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
@@ -70,6 +70,9 @@ class DumpResult:
     file_history: int | None = None  # inodes recorded in the catalog; None: HIST=N (or no history)
     skipped: list[str] = field(default_factory=list)  # files under a running restore, left out
     pending_included: list[str] = field(default_factory=list)  # left out by an earlier dump, taken now
+    mount_links: list[str] = field(default_factory=list)  # mount points backed up as links to their paths
+    nodump_files: int = 0  # changed files an incremental left out for the nodump flag
+    nodump_directories: int = 0  # directories it left out, with all below them, for the flag
 
     def as_dict(self) -> dict:
         return {
@@ -83,6 +86,8 @@ class DumpResult:
             "file_history": self.file_history,
             "skipped": self.skipped,
             "pending_included": self.pending_included,
+            "mount_links": self.mount_links,
+            "nodump": {"files": self.nodump_files, "directories": self.nodump_directories},
             "label": self.label,
             "filesys": self.filesys,
             "device": self.device,
@@ -171,6 +176,15 @@ def media_record(locations: list[dict], volume_starts: list[int]) -> dict:
         "volumes": [loc["spec"] for loc in locations],
         "file_numbers": [loc.get("file_number", 1) for loc in locations],
         "volume_starts": [0, *volume_starts],
+    }
+
+
+def left_out_fields(tree) -> dict:
+    """The DumpResult fields that say what the walk did not cross or left out."""
+    return {
+        "mount_links": sorted(os.fsdecode(target) for target, _ in tree.mount_links.values()),
+        "nodump_files": tree.nodump_files,
+        "nodump_directories": tree.nodump_directories,
     }
 
 
@@ -386,12 +400,14 @@ def _dump_snapshot(
             live_root=None if snapshot.live else os.fsencode(source),
             forced=RestoreMarkLog(history.db).pending(base.id) if base is not None else None,
         )
+        live = LiveTree.of(os.fsencode(snapshot.path), os.fsencode(source))
         tree = map_tree(
             os.fsencode(snapshot.path),
             run,
             since,
             snapshot.exclude_at_root,
             marks if options.restore_marks else None,
+            live,
         )
         if record_id is not None:
             rows = ((f.ino, f.path, f.state, f.mark) for f in marks.files)
@@ -423,6 +439,7 @@ def _dump_snapshot(
                     "volume_name": fs.identity if fs else source,
                     "tree": {"digest": tree_digest(tree), "maxino": tree.maxino},
                     "marks": marks.as_spec(),
+                    "mount_points": [path.hex() for path in live.mount_points],  # a restart sees these
                     "first_medium": medium.name,
                     "checkpoint_interval": options.checkpoint_interval,
                     "file_history": dumper.history is not None,
@@ -472,6 +489,7 @@ def _dump_snapshot(
             file_history=dumper.history.inodes if dumper.history is not None else None,
             skipped=[marks.shown(f) for f in marks.skipped],
             pending_included=[marks.shown(f) for f in marks.included],
+            **left_out_fields(tree),
         )
         if record_id is not None:
             history.complete(

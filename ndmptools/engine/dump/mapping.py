@@ -9,6 +9,12 @@ inode order by walking the same directories in the same order.
 Per entry the map keeps only its packed directory record (a few dozen
 bytes); per directory its path and metadata. That keeps a dump of a million
 files within a small, predictable memory budget.
+
+The walk stays on the dumped path's file system: a file system mounted
+below it is not crossed but backed up as a symbolic link to where it is
+mounted (as ONTAP backs up a junction), and an incremental leaves out what
+carries the nodump flag (chattr +d) and everything below a directory that
+does, as Linux dump does from level 1 up.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ndmptools.engine.dump.marks import MarkFilter
+from ndmptools.engine.fsinfo import mount_points_below
 from ndmptools.engine.metadata import (
+    FS_NODUMP_FL,
     inode_info_from_stat,
     read_inode_flags,
     read_project_id,
@@ -29,8 +37,8 @@ from ndmptools.engine.metadata import (
     times_fit_format,
 )
 from ndmptools.engine.progress import RunContext
-from ndmptools.engine.statx import birth_time_ns
-from ndmptools.format.constants import DT_DIR, ROOTINO, TP_BSIZE, TP_NINDIR
+from ndmptools.engine.statx import STATX_ATTR_NODUMP, birth_time_ns, inode_attributes
+from ndmptools.format.constants import DT_DIR, DT_LNK, ROOTINO, TP_BSIZE, TP_NINDIR
 from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import InodeInfo, dtype_of_mode
 from ndmptools.state.history import InodeNumbers
@@ -38,6 +46,7 @@ from ndmptools.state.history import InodeNumbers
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)  # reading a directory must not move its atime
 _DIRECTORY_KEY = 1 << 62  # in the inode map, keys of directories (mount points use 1 << 63)
+MAX_NAMED_MOUNTS = 20  # mount points named in the run's note; the rest are counted
 
 
 @dataclass(slots=True)
@@ -48,12 +57,13 @@ class DirectoryNode:
     parent_ino: int
     path: bytes
     info: InodeInfo
-    mount_point: bool = False  # another file system is mounted here: dumped empty
     only_name: bytes | None = None  # a single-path dump: the one entry to keep
     contents: bytes = b""  # BSD directory data, set by the walk
     parent_index: int = -1  # in TreeMap.directories
     dump: bool = True  # written to media (an incremental writes only changed ones and their ancestors)
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)  # read with its flags, for pass III
+    changed: bool = True  # an incremental: changed since the base (decided once its flags are read)
+    nodump: bool = False  # an incremental: it or a directory above it has the nodump flag
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,9 @@ class TreeMap:
     fs_inodes: array = field(default_factory=lambda: array("Q"))  # with media_inodes: the inode map
     media_inodes: array = field(default_factory=lambda: array("I"))
     files_to_dump: list[tuple[int, int, bytes]] = field(default_factory=list)  # incremental: (ino, dir, name)
+    mount_links: dict[int, tuple[bytes, InodeInfo]] = field(default_factory=dict)  # ino -> (target, inode)
+    nodump_files: int = 0  # changed files an incremental left out for their nodump flag
+    nodump_directories: int = 0  # directories it left out, with all below them, for theirs
 
     @property
     def maxino(self) -> int:
@@ -95,23 +108,62 @@ def _estimate_file_blocks(st: os.stat_result) -> int:
     return 1 + data_blocks + address_headers
 
 
+@dataclass(frozen=True)
+class LiveTree:
+    """Where the walked tree (a snapshot, or the live tree itself) lies in the live tree, and its mounts.
+
+    A mount point is backed up as a link to its path in the live tree, which
+    is what a user sees; a snapshot shows none of the live tree's mounts
+    (they are empty directories there), so they come from the mount table.
+    """
+
+    walk_root: bytes
+    live_root: bytes
+    mount_points: tuple[bytes, ...] = ()  # live paths, below live_root
+
+    @classmethod
+    def of(cls, walk_root: bytes, live_root: bytes) -> LiveTree:
+        """The mount points below ``live_root`` as the mount table has them now."""
+        found = mount_points_below(os.fsdecode(live_root))
+        return cls(walk_root, live_root, tuple(os.fsencode(m) for m in found))
+
+    def live_path(self, walk_path: bytes) -> bytes:
+        return os.path.normpath(os.path.join(self.live_root, os.path.relpath(walk_path, self.walk_root)))
+
+    def mount_names(self) -> dict[bytes, frozenset[bytes]]:
+        """Walk directory -> names in it that are mount points: one look-up per directory read."""
+        names: dict[bytes, set[bytes]] = {}
+        for live in self.mount_points:
+            walk = os.path.normpath(os.path.join(self.walk_root, os.path.relpath(live, self.live_root)))
+            parent, name = os.path.split(walk)
+            names.setdefault(parent, set()).add(name)
+        return {parent: frozenset(found) for parent, found in names.items()}
+
+
 def map_tree(
     root: bytes,
     run: RunContext,
     base: Base | None = None,
     exclude_at_root: tuple[bytes, ...] = (),
     marks: MarkFilter | None = None,
+    live: LiveTree | None = None,
 ) -> TreeMap:
     """Walk ``root`` (a resolved path) and number everything under it on its file system.
 
     A level 0 numbers every inode afresh, in walk order. An incremental keeps
     its base's number for every inode the base had (so restore -r recognises
     renames and deletions), gives new inodes numbers above the base's, and
-    selects what changed since the base: those entries, the directories on
-    the path to them, and the root. With ``marks``, a regular file under a
-    running restore is left out as if it were not there, and one an earlier
-    dump left out is selected whatever its times (dump/marks.py).
+    selects what changed since the base or is new to it: those entries, the
+    directories on the path to them, and the root. It leaves out an entry
+    with the nodump flag, and all below a directory with it: they stay in
+    the inode map, so restore -r keeps what an earlier dump gave them. With
+    ``marks``, a regular file under a running restore is left out as if it
+    were not there, and one an earlier dump left out is selected whatever
+    its times (dump/marks.py). ``live`` says where ``root`` is in the live
+    tree (``root`` itself by default) and which directories are mount points.
     """
+    if live is None:
+        live = LiveTree.of(root, root)
     root_st = os.stat(root)
     if stat.S_ISDIR(root_st.st_mode):
         top = DirectoryNode(ROOTINO, ROOTINO, root, inode_info_from_stat(root_st))
@@ -130,8 +182,10 @@ def map_tree(
         since = base.since_ns
         known = base.numbers
     device = root_st.st_dev
+    mount_names = live.mount_names()
     hard_links: dict[int, int] = {}
     changed_links: set[int] = set()
+    nodump_links: set[int] = set()  # hard-linked files with a name below a nodump directory
     left_out: set[int] = set()  # hard-linked files under restore, by inode
     fs_inodes, media_inodes = tree.fs_inodes, tree.media_inodes
     fs_inodes.append(root_st.st_ino | _DIRECTORY_KEY)
@@ -143,14 +197,24 @@ def map_tree(
         index = len(tree.directories)
         tree.directories.append(node)
         entries = [(node.ino, DT_DIR, b"."), (node.parent_ino, DT_DIR, b"..")]
-        for name, st in _read_directory(node, run):
+        listing = _read_directory(node, run)
+        if base is not None:
+            if not node.nodump and node.info.flags & FS_NODUMP_FL and node.only_name is None:
+                node.nodump = True  # and so is all below it: only its inode numbers are kept
+                tree.nodump_directories += 1
+            if node.changed and not node.nodump:
+                _needed(tree, index)
+        mounts_here = mount_names.get(node.path, ())
+        for name, st in listing:
             if index == 0 and name in exclude_at_root:
                 continue  # the snapshots themselves, in the snapshot
             is_dir = stat.S_ISDIR(st.st_mode)
-            if not is_dir and st.st_dev != device:
+            mounted = st.st_dev != device or name in mounts_here
+            if mounted and not is_dir:
                 continue  # a file bind-mounted from another file system: not ours to dump
             if (
                 marks is not None
+                and not node.nodump  # nothing below a nodump directory is dumped anyway
                 and stat.S_ISREG(st.st_mode)
                 and not (st.st_nlink > 1 and st.st_ino in hard_links)  # its first name decided
                 and (st.st_ino in left_out or marks.leaves_out(node.path, name, st.st_ino))
@@ -158,12 +222,16 @@ def map_tree(
                 if st.st_nlink > 1:
                     left_out.add(st.st_ino)  # every other name of it stays out too
                 continue
-            if is_dir:
+            if mounted:
+                target = live.live_path(os.path.join(node.path, name))
+                key = _mount_point_key(target)
+            elif is_dir:
                 # A file system reuses a freed inode for whatever comes next: a directory's key
                 # differs from a file's, so an inode number that changed kind gets a new number.
-                key = _mount_point_key(node.path, name) if st.st_dev != device else st.st_ino | _DIRECTORY_KEY
+                key = st.st_ino | _DIRECTORY_KEY
             else:
                 key = st.st_ino
+            fresh = False  # new since the base: on media whatever its times say
             if not is_dir and st.st_nlink > 1 and key in hard_links:
                 ino = hard_links[key]
                 new_inode = False
@@ -172,13 +240,26 @@ def map_tree(
                 if ino is None or ino == ROOTINO:
                     ino = tree.next_ino
                     tree.next_ino += 1
+                    fresh = base is not None
                 fs_inodes.append(key)
                 media_inodes.append(ino)
                 new_inode = True
-                if not is_dir and st.st_nlink > 1:
+                if not mounted and not is_dir and st.st_nlink > 1:
                     hard_links[key] = ino
+            if mounted:
+                # Another file system: not crossed, but kept as a link to where it is mounted.
+                tree.mount_links[ino] = (target, _link_info(st, target))
+                tree.files += 1
+                if base is None or (fresh and not node.nodump):
+                    tree.estimated_bytes += 2 * TP_BSIZE  # its header and its target
+                    if base is not None:
+                        tree.files_to_dump.append((ino, index, name))
+                        _needed(tree, index)
+                entries.append((ino, DT_LNK, name))
+                continue
             changed = (
                 base is None
+                or fresh
                 or st.st_mtime_ns >= since
                 or st.st_ctime_ns >= since
                 or (bool(forced) and not is_dir and key in forced)
@@ -189,18 +270,24 @@ def map_tree(
                     node.ino,
                     os.path.join(node.path, name),
                     inode_info_from_stat(st),
-                    mount_point=st.st_dev != device,
                     parent_index=index,
-                    dump=changed,
+                    dump=base is None,  # an incremental decides once the directory's flags are read
+                    changed=changed,
+                    nodump=node.nodump,
                 )
                 if not times_fit_format(child.info):
                     warn_clamped_time(run, child.path)
-                if changed and base is not None:
-                    _needed(tree, index)
                 queue.append(child)
+            elif node.nodump:
+                if new_inode:
+                    tree.files += 1
+                if st.st_nlink > 1:
+                    nodump_links.add(ino)  # a name below a nodump directory keeps it off media
             elif new_inode:
                 tree.files += 1
-                if changed:
+                if changed and base is not None and _has_nodump_flag(node.path, name):
+                    tree.nodump_files += 1  # only the changed are asked: no call per unchanged file
+                elif changed:
                     tree.estimated_bytes += _estimate_file_blocks(st) * TP_BSIZE
                     if base is not None:
                         tree.files_to_dump.append((ino, index, name))
@@ -212,20 +299,59 @@ def map_tree(
             entries.append((ino, dtype_of_mode(st.st_mode), name))
         node.contents = pack_directory(entries)
         node.info.size = len(node.contents)
-        if node.dump:
-            tree.estimated_bytes += TP_BSIZE + len(node.contents)
     if tree.next_ino > 0xFFFFFFFF:
         raise OverflowError("more than 2**32 inodes: beyond what the dump format can number")
     tree.directories[0].dump = True  # the root is always on media
+    if nodump_links:
+        kept = [entry for entry in tree.files_to_dump if entry[0] not in nodump_links]
+        tree.nodump_files += len(tree.files_to_dump) - len(kept)
+        tree.files_to_dump = kept
     tree.files_to_dump.sort()
+    tree.estimated_bytes += sum(TP_BSIZE + len(n.contents) for n in tree.directories if n.dump)
     if marks is not None:
         marks.finish()
+    _note_left_out(tree, run)
     return tree
 
 
-def _mount_point_key(parent: bytes, name: bytes) -> int:
-    """A stable key for a mount point in the inode map: its inode belongs to another file system."""
-    digest = hashlib.blake2b(os.path.join(parent, name), digest_size=7).digest()
+def _has_nodump_flag(directory: bytes, name: bytes) -> bool:
+    return bool(inode_attributes(os.path.join(directory, name)) & STATX_ATTR_NODUMP)
+
+
+def _link_info(st: os.stat_result, target: bytes) -> InodeInfo:
+    """A mount point's inode on media: a symbolic link to its path, owned and timed as the mounted root."""
+    info = inode_info_from_stat(st, size=len(target))
+    info.mode = stat.S_IFLNK | 0o777
+    info.nlink = 1
+    info.blocks = 0
+    return info
+
+
+def _note_left_out(tree: TreeMap, run: RunContext) -> None:
+    """Say which mount points became links, and what the nodump flag kept off media."""
+    if tree.mount_links:
+        targets = sorted(os.fsdecode(target) for target, _ in tree.mount_links.values())
+        shown = ", ".join(targets[:MAX_NAMED_MOUNTS])
+        if len(targets) > MAX_NAMED_MOUNTS:
+            shown += f" and {len(targets) - MAX_NAMED_MOUNTS:,} more"
+        run.note(f"mount points not crossed, backed up as symbolic links to their paths: {shown}")
+    if tree.nodump_files or tree.nodump_directories:
+        parts = []
+        if tree.nodump_files:
+            parts.append(f"{tree.nodump_files:,} changed file{'s' if tree.nodump_files != 1 else ''}")
+        if tree.nodump_directories:
+            count = tree.nodump_directories
+            below = "them" if count != 1 else "it"
+            parts.append(f"{count:,} director{'ies' if count != 1 else 'y'} with everything below {below}")
+        run.note(f"left out for the nodump flag (chattr +d): {' and '.join(parts)}")
+
+
+def _mount_point_key(live_path: bytes) -> int:
+    """A key for a mount point in the inode map, stable along a chain: its path in the live tree.
+
+    Its inode belongs to another file system; a snapshot's path changes from dump to dump.
+    """
+    digest = hashlib.blake2b(live_path, digest_size=7).digest()
     return (1 << 63) | int.from_bytes(digest, "big")
 
 
@@ -242,8 +368,6 @@ def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, o
 
     The directory is read through a descriptor, which also gives its chattr flags.
     """
-    if node.mount_point:
-        return []
     found = []
     try:
         try:

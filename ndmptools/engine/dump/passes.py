@@ -177,6 +177,12 @@ class DumpWriter:
             self.run.warn(f"cannot read {path}: {err.strerror}")
 
     def _dump_entry(self, node: DirectoryNode, dir_fd: int, name: bytes, ino: int) -> None:
+        mount_link = self.tree.mount_links.get(ino)
+        if mount_link is not None:  # a mount point: its name leads to a directory, its inode is a link
+            target, info = mount_link
+            self._check_times(node, name, info)
+            self._write_inode(ino, info, target)
+            return
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISREG(st.st_mode):
@@ -374,7 +380,7 @@ class DumpWriter:
                     now = os.stat(node.path, follow_symlinks=False).st_mtime_ns
                 except OSError:
                     now = None
-                if now != node.info.mtime_ns and not node.mount_point:
+                if now != node.info.mtime_ns:
                     self.run.warn(f"directory {os.fsdecode(node.path)} changed while it was being dumped")
         end_ino = self.tree.maxino - 1
         self.writer.finish(lambda tapea: self.packer.end_header(tapea, end_ino))

@@ -19,13 +19,14 @@ from ndmptools.engine.dump import (
     _check_record_size,
     _field,
     file_history_recorder,
+    left_out_fields,
     make_writer,
     media_record,
     packer_from_fields,
 )
 from ndmptools.engine.dump.checkpoint import resume_of, snapshot_from_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession
-from ndmptools.engine.dump.mapping import Base, map_tree
+from ndmptools.engine.dump.mapping import Base, LiveTree, map_tree
 from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.dump.passes import DumpWriter
 from ndmptools.engine.errors import ChainError, SnapshotError, StateError, UsageError
@@ -126,7 +127,13 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             raise ChainError(f"the base dump (#{base['id']}) of context {context.id} has lost its inode map")
         since = Base(base["dump_date_ns"], numbers, base["maxino"])
     marks = MarkFilter.from_spec(run, os.fsencode(source), spec.get("marks"))  # the first run's choices
-    tree = map_tree(os.fsencode(snapshot.path), run, since, snapshot.exclude_at_root, marks)
+    walk_root = os.fsencode(snapshot.path)
+    if "mount_points" in spec:  # the first run's mount points, whatever is mounted now
+        mounts = tuple(bytes.fromhex(path) for path in spec["mount_points"])
+        live = LiveTree(walk_root, os.fsencode(source), mounts)
+    else:
+        live = LiveTree.of(walk_root, os.fsencode(source))
+    tree = map_tree(walk_root, run, since, snapshot.exclude_at_root, marks, live)
     if tree_digest(tree) != spec["tree"]["digest"]:
         raise SnapshotError(
             f"the snapshot {snapshot.name} no longer reads as it did when context {context.id} began: "
@@ -243,4 +250,5 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         restarted=context.id,
         skipped=[marks.shown(f) for f in marks.skipped],
         pending_included=[marks.shown(f) for f in marks.included],
+        **left_out_fields(tree),
     )

@@ -119,6 +119,7 @@ class IncrementalRestore:
         self.level = header.level
         self.date = header.date
         self.held: dict[int, bool] = {}  # inode -> is a directory
+        self.left_out: list[bytes] = []  # new names whose inodes the dump left out on purpose
         self.removed = self.moved = 0
         for ino, (parent, name) in self.old_where.items():
             if ino != ROOTINO:
@@ -210,6 +211,9 @@ class IncrementalRestore:
                 self.held[ino] = (parent, name)
             elif isinstance(where, tuple):
                 self.target.make_link(where[0], where[1], parent, name)
+            elif ino in self.in_use:
+                # New since the base, in use, yet not on media: the dump left it out (nodump).
+                self.left_out.append(self._new_path(parent, name))
             else:
                 self.warn(
                     self._new_path(parent, name),
@@ -245,6 +249,12 @@ class IncrementalRestore:
         for ino, where in self.held.items():
             if where is True or where is False:
                 self.run.warn(f"inode {ino} is in use but has no name in this dump; removed")
+        if self.left_out:
+            names = ", ".join(show(path) for path in self.left_out[:5])
+            more = f" and {len(self.left_out) - 5:,} more" if len(self.left_out) > 5 else ""
+            self.run.note(
+                f"new since the dump before, left out of this one (nodump), so not restored: {names}{more}"
+            )
         try:
             self.target.remove_tree(ROOTINO, self.hold_name)
         except Refused as why:
