@@ -703,6 +703,9 @@ class Comparer:
         for link in links:
             path = show(self.catalog.path_of(link))
             st = self._lstat(link.parent, link.name, path)
+            if st is not None and info.is_symlink and stat.S_ISDIR(st.st_mode) and self._mounted(link, st):
+                self.compared += 1  # a file system mounted here: the dump keeps a link to it, not its tree
+                continue
             if st is None or not self._same_type(path, info, st):
                 continue
             self.compared += 1
@@ -713,6 +716,14 @@ class Comparer:
                 self.differ(path, HARDLINK, next(iter(found.values())).path, None)
             found[key] = _Found(link, path, st)
         return list(found.values())
+
+    def _mounted(self, link: Link, st: os.stat_result) -> bool:
+        """Whether the tree's directory for ``link`` is another file system's root (a mount point)."""
+        try:
+            with self.tree.directory(link.parent) as dir_fd:
+                return os.fstat(dir_fd).st_dev != st.st_dev
+        except (Refused, OSError):
+            return False
 
     def _check_tree_link(self, ino: int, entry: _Found) -> None:
         """Separate inodes on media must be separate in the tree: a link made since is a difference."""
