@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import stat
 
 from ndmptools.format.bitmap import InodeMap
-from ndmptools.format.constants import DT_DIR, DT_LNK, DT_REG, ROOTINO, TP_BSIZE, RecordType
+from ndmptools.format.constants import (
+    DR_EXTATTRIBUTES,
+    DT_DIR,
+    DT_LNK,
+    DT_REG,
+    EXT_XATTR,
+    ROOTINO,
+    TP_BSIZE,
+    RecordType,
+)
 from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import HeaderPacker, InodeInfo
 from ndmptools.format.records import RecordWriter
+from ndmptools.format.xattr import plan_areas
 from ndmptools.media.base import MediumBase
 
 T = 1_700_000_000_000_000_000
@@ -38,8 +49,16 @@ def symlink(ino: int, target: bytes) -> tuple[int, InodeInfo, bytes]:
     return ino, InodeInfo(mode=stat.S_IFLNK | 0o777, nlink=1, size=len(target), mtime_ns=T), target
 
 
-def craft(inodes: list[tuple[int, InodeInfo, bytes]], blocking_factor: int = 10) -> bytes:
-    """A dump of exactly these inodes, directories first, as Linux dump would order them."""
+def craft(
+    inodes: list[tuple[int, InodeInfo, bytes]],
+    blocking_factor: int = 10,
+    attributes: dict[int, list[tuple[bytes, bytes]]] | None = None,
+) -> bytes:
+    """A dump of exactly these inodes, directories first, as Linux dump would order them.
+
+    ``attributes`` gives inodes extended attributes (areas as the dump plans them), which a
+    file system here may not hold (an NFSv4 ACL).
+    """
     maxino = max(ino for ino, _, _ in inodes) + 1
     packer = HeaderPacker(
         date=1_700_000_000,
@@ -69,6 +88,22 @@ def craft(inodes: list[tuple[int, InodeInfo, bytes]], blocking_factor: int = 10)
             )
         )
         w.write_blocks(padded)
+        for area in plan_areas((attributes or {}).get(ino, [])).areas:
+            area_info = copy.copy(info)
+            area_info.size = len(area)
+            present = b"\x01" * (len(area) // TP_BSIZE)
+            w.write_blocks(
+                packer.inode_header(
+                    RecordType.INODE,
+                    ino,
+                    area_info,
+                    present,
+                    w.blocks_written,
+                    flags=DR_EXTATTRIBUTES,
+                    extattributes=EXT_XATTR,
+                )
+            )
+            w.write_blocks(area)
     w.finish(lambda tapea: packer.end_header(tapea, maxino - 1))
     return sink.buffer.getvalue()
 

@@ -329,3 +329,31 @@ def test_restore_r_carries_attribute_changes_of_an_incremental(tmp_path, ndmptoo
     assert {k: v for k, v in back.items() if k != "restoresymtable"} == {
         k: v for k, v in xattrs_of(source).items() if k != "."
     }
+
+
+@pytest.mark.debian
+def test_an_nfs4_acl_passes_through_and_blocks_nothing(tmp_path, ndmptools):
+    """This kernel has no NFS to read one from, so the dump is made by hand, as a dump of NFS would be.
+
+    An ext4 target cannot hold system.nfs4_acl: ndmptools says so and restores the rest; Linux
+    restore, which has no index for it, still sets the other attributes (they come first).
+    """
+    from tests.craft import DT_REG, craft, directory, regular
+
+    nfs4 = b"\0\0\0\1" + bytes(36)  # one ACE; opaque to everyone but an NFS server
+    image = tmp_path / "nfs.dump"
+    image.write_bytes(
+        craft(
+            [directory(2, 2, (3, DT_REG, b"shared.txt")), regular(3, b"from an NFS export\n")],
+            attributes={3: [(b"system.nfs4_acl", nfs4), (b"user.origin", b"filer")]},
+        )
+    )
+    target = tmp_path / "ours"
+    done = ndmptools("restore", "-f", str(image), "-D", str(target))
+    assert done.returncode == 1, done.stderr  # restored, with a warning
+    assert b"system.nfs4_acl could not be set" in done.stderr
+    assert os.getxattr(target / "shared.txt", "user.origin") == b"filer"
+    theirs = tmp_path / "debian"
+    theirs.mkdir()
+    debian.restore(["-x", "-a", "-y", "-f", str(image)], cwd=str(theirs))
+    assert os.getxattr(theirs / "shared.txt", "user.origin") == b"filer"
