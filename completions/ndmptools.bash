@@ -93,7 +93,7 @@ _ndmptools() {
         'ndmptools contexts show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval -E --env --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list --catalog --no-direct --original --rename --force -E --env -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list -l --long --catalog --no-direct --original --rename --force -E --env -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" find plan show ;;
         'ndmptools chain find/'*) _ndmptools_paths -f "$cur" ;;

@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sqlite3
+import struct
 import subprocess
 
 import pytest
@@ -77,7 +78,7 @@ class Run(StateRun):
         return first, [list(row) for row in unpack_inodes(blob)]
 
     def inode(self, ino: int) -> list[int]:
-        """(ino, mode, size, mtime_ns, tapea, blocks) of a non-directory, as the catalog has it."""
+        """(ino, mode, size, mtime_ns, tapea, blocks, birth_ns, flags, uid, gid) of a non-directory."""
         [row] = [row for row in self._batch(ino)[1] if row[0] == ino]
         return row
 
@@ -255,24 +256,33 @@ def test_the_catalog_finds_names_through_their_directories(tmp_path):
     big, old = 1 << 40, -5_000_000_000  # sizes past 4 GiB, a time before 1970
     catalog.add(
         dump_id,
-        [(b"", ROOTINO, 0o40755, len(root), 0, 10, 1, root), (b"d", 3, 0o40700, len(sub), 1, 12, 1, sub)],
-        _inodes((4, 0o100644, big, old, 20, 7)),
+        [
+            (b"", ROOTINO, 0o40755, len(root), 0, 10, 1, root, None, 0, 0, 0),
+            (b"d", 3, 0o40700, len(sub), 1, 12, 1, sub, 5, 0x10, 1000, 100),
+        ],
+        _inodes((4, 0o100644, big, old, 20, 7, old, 0x20, 1000, 1000)),
     )
     # The third inode of this batch is too big for narrow rows: the two before it are widened.
     catalog.add(
         dump_id,
         [],
-        _inodes((5, 0o100600, 3, 2, 30, 1), (6, 0o10644, 0, 3, 31, 0), (7, 0o100644, 1 << 33, 4, 32, 9)),
+        _inodes(
+            (5, 0o100600, 3, 2, 30, 1, 2, 0x10, 1, 2),
+            (6, 0o10644, 0, 3, 31, 0, None, 0, 0, 0),
+            (7, 0o100644, 1 << 33, 4, 32, 9, 4, 0, 0xFFFFFFFE, 0xFFFFFFFE),
+        ),
     )
     entries = list(catalog.entries(dump_id))
     paths = [e.path for e in entries]
     assert paths == [b"", b"d", b"a", b"d/a2", b"d/b", b"d/c", b"d/huge"]  # no 'gone', no 'unchanged'
     assert catalog.count(dump_id) == 7
-    assert entries[0] == CatalogEntry(b"", ROOTINO, 0o40755, len(root), 0, 10, 1)
-    assert entries[2] == CatalogEntry(b"a", 4, 0o100644, big, old, 20, 7)
+    assert entries[0] == CatalogEntry(b"", ROOTINO, 0o40755, len(root), 0, 10, 1, None, 0, 0, 0)
+    assert entries[1] == CatalogEntry(b"d", 3, 0o40700, len(sub), 1, 12, 1, 5, 0x10, 1000, 100)
+    assert entries[2] == CatalogEntry(b"a", 4, 0o100644, big, old, 20, 7, old, 0x20, 1000, 1000)
     assert entries[3].ino == 4 and entries[3].tapea == 20  # the same inode under a second name
-    assert entries[5] == CatalogEntry(b"d/c", 6, 0o10644, 0, 3, 31, 0)
-    assert entries[6] == CatalogEntry(b"d/huge", 7, 0o100644, 1 << 33, 4, 32, 9)
+    assert entries[4] == CatalogEntry(b"d/b", 5, 0o100600, 3, 2, 30, 1, 2, 0x10, 1, 2)  # widened
+    assert entries[5] == CatalogEntry(b"d/c", 6, 0o10644, 0, 3, 31, 0, None, 0, 0, 0)
+    assert entries[6] == CatalogEntry(b"d/huge", 7, 0o100644, 1 << 33, 4, 32, 9, 4, 0, 0xFFFFFFFE, 0xFFFFFFFE)
     assert [e.path for e in catalog.select(dump_id, [b"d/b"])] == [b"", b"d", b"d/b"]
     assert [e.path for e in catalog.select(dump_id, [b"d"])] == [
         b"",
@@ -288,7 +298,11 @@ def test_the_catalog_finds_names_through_their_directories(tmp_path):
     # A restart from inode 6: its place and those above go, in the middle of a batch; 5 stays.
     catalog.forget_inodes_from(dump_id, 6)
     assert [e.path for e in catalog.entries(dump_id)] == [b"", b"d", b"a", b"d/a2", b"d/b"]
-    catalog.add(dump_id, [], _inodes((6, 0o10644, 0, 3, 99, 0), (7, 0o100644, 1 << 33, 4, 100, 9)))
+    catalog.add(
+        dump_id,
+        [],
+        _inodes((6, 0o10644, 0, 3, 99, 0, 3, 0, 0, 0), (7, 0o100644, 1 << 33, 4, 100, 9, 4, 0, 0, 0)),
+    )
     places = [(e.path, e.tapea) for e in catalog.select(dump_id, [b"d"])]
     assert places[-3:] == [(b"d/b", 30), (b"d/c", 99), (b"d/huge", 100)]
     history.fail(dump_id)
@@ -311,12 +325,54 @@ def test_a_history_of_the_old_schema_is_migrated_and_its_dumps_lose_their_file_h
         db.execute("INSERT INTO catalog_names VALUES (1, x'', 2)")
         db.execute("INSERT INTO catalog_inodes VALUES (1, 2, 16877, 0, 0, 10)")
     db = StateDB(str(state))
-    assert db.version == len(MIGRATIONS) == 5
+    assert db.version == len(MIGRATIONS) == 6
     history = History(db)
     assert history.get(1).file_history is False  # its rows are gone: it has no file history now
     assert FileCatalog(db).count(1) == 0
     tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     assert {"catalog_dirs", "catalog_inodes"} <= tables and "catalog_names" not in tables
+    db.close()
+
+
+def test_a_catalog_of_schema_5_lists_its_entries_without_birth_flags_or_owner(tmp_path):
+    """Rows written before schema 6 (layouts n and w, directories without the new columns) still read."""
+    state = tmp_path / "state"
+    state.mkdir()
+    root = pack_directory([(ROOTINO, DT_DIR, b"."), (ROOTINO, DT_DIR, b".."), (3, DT_REG, b"a")])
+    root += pack_directory([(5, DT_REG, b"b"), (6, DT_REG, b"big")])
+    narrow, wide = struct.Struct("<IHIqII"), struct.Struct("<IHQqQQ")  # the layouts schema 5 wrote
+    with sqlite3.connect(state / "ndmptools.db") as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+        db.execute(
+            "INSERT INTO dumps (id, identity, fs_path, dumped_path, level, dump_date_ns, status, read_only, "
+            "started, file_history) VALUES (1, 'uuid:x', '/', '/x', 0, 0, 'completed', 0, 0, 1)"
+        )
+        db.execute("INSERT INTO catalog_dirs VALUES (1, x'', 2, 16877, 1024, 7, 10, 1, ?)", (root,))
+        rows = b"n" + narrow.pack(3, 0o100644, 5, 8, 20, 1) + narrow.pack(5, 0o100600, 6, 9, 21, 1)
+        db.execute("INSERT INTO catalog_inodes VALUES (1, 3, 5, ?)", (rows,))
+        db.execute(
+            "INSERT INTO catalog_inodes VALUES (1, 6, 6, ?)",
+            (b"w" + wide.pack(6, 0o100644, 1 << 33, 9, 22, 9),),
+        )
+    db = StateDB(str(state))
+    assert db.version == 6
+    catalog = FileCatalog(db)
+    entries = list(catalog.entries(1))
+    assert entries == [
+        CatalogEntry(b"", ROOTINO, 0o40755, 1024, 7, 10, 1),
+        CatalogEntry(b"a", 3, 0o100644, 5, 8, 20, 1),
+        CatalogEntry(b"b", 5, 0o100600, 6, 9, 21, 1),
+        CatalogEntry(b"big", 6, 0o100644, 1 << 33, 9, 22, 9),
+    ]
+    assert all(e.birth_ns is e.flags is e.uid is e.gid is None for e in entries)
+    # A restart trims an old batch in its own layout: nothing in it turns into an owner of 0.
+    catalog.forget_inodes_from(1, 5)
+    [(blob,)] = db.conn.execute("SELECT inodes FROM catalog_inodes WHERE first_ino = 3").fetchall()
+    assert bytes(blob) == b"n" + narrow.pack(3, 0o100644, 5, 8, 20, 1)
+    assert unpack_inodes(blob) == [(3, 0o100644, 5, 8, 20, 1, None, None, None, None)]
     db.close()
 
 

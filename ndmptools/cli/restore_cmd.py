@@ -69,6 +69,16 @@ if TYPE_CHECKING:  # the engine is imported when a restore runs, not for --help
     help="List path, inode, type and size of each entry instead of restoring.",
 )
 @click.option(
+    "-l",
+    "--long",
+    "long_listing",
+    is_flag=True,
+    help="With -t: also each entry's mode as ls -l shows it (+ for a POSIX ACL), owner and group "
+    "(the numbers on media), mtime, birth time, chattr flags (lsattr's letters), the DOS attributes "
+    "Samba keeps in user.DOSATTRIB and its alternate data streams (user.DosStream.*). With --catalog, "
+    "what the file history keeps: no ACL, DOS attributes or streams.",
+)
+@click.option(
     "--catalog",
     "from_catalog",
     is_flag=True,
@@ -125,6 +135,7 @@ def restore(
     target: str | None,
     compare: bool,
     list_only: bool,
+    long_listing: bool,
     from_catalog: bool,
     no_direct: bool,
     original: bool,
@@ -164,12 +175,26 @@ def restore(
       acl    a POSIX ACL in getfacl's short form, numeric ids (d: for default)
       flags  chattr flags, as lsattr's letters
 
+    With -t --json each entry has path, inode, type and size (from --catalog
+    also mtime in seconds, volume, file and record: its place on media).
+    With --long also: mode (st_mode as a number), ls_mode ("-rw-r--r--+"),
+    acl (true/false), uid, gid, user and group (the names this system gives
+    those numbers, or null), mtime, mtime_ns, birth_ns (null: none on media),
+    flags and flag_letters (chattr), dos (null without user.DOSATTRIB, else
+    attributes as a number, letters R H S D A N T P L C O I E as Windows
+    shows them, create_time_ns, version of Samba's blob, problem when it
+    could not all be read) and streams (how many user.DosStream.*). From
+    --catalog acl, dos and streams are null (the file history does not keep
+    them), and so are birth_ns, flags, uid, gid, user and group of a dump
+    whose file history an older ndmptools recorded.
+
     \b
     Examples:
       ndmptools restore -f /backup/home.dump -D /srv/restored
       ndmptools restore -f /backup/home.dump -D /tmp/r alice/notes.txt
       ndmptools restore -f /dev/nst0 -s 2 -D /srv/restored
       ndmptools restore -t -f vtape:/backup/lib --json
+      ndmptools restore -tl -f /backup/home.dump alice
       ndmptools restore -C -f /backup/home.dump
       ndmptools restore -C -f /backup/home.dump -D /srv/restored alice
       ndmptools restore -r -f home-0.dump -D /srv/home; ndmptools restore -r -f home-1.dump -D /srv/home
@@ -211,6 +236,8 @@ def restore(
         raise click.UsageError("Missing option '-f' / '--file'.")
     if from_catalog and not list_only:
         raise click.UsageError("--catalog goes with -t")
+    if long_listing and not list_only:
+        raise click.UsageError("--long goes with -t")
     if list_only and (pairs or force or original):
         raise click.UsageError("-t lists: --rename, --force and --original go with a restore")
     if original and target is not None:
@@ -221,7 +248,7 @@ def restore(
     if compare:
         return run_compare(CompareOptions(tree=target, paths=paths, **media), app)
     if list_only:
-        stats = run_list(ListOptions(paths=paths, **media), app, from_catalog)
+        stats = run_list(ListOptions(paths=paths, long=long_listing, **media), app, from_catalog)
         return 1 if stats.warning_count else 0
     options = RestoreOptions(
         target=target or ".",
@@ -343,6 +370,9 @@ def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunS
         first = False
 
     def emit_text(entry: ListedEntry) -> None:
+        if entry.details is not None:
+            click.echo(long_line(entry))
+            return
         if entry.volume is None:
             click.echo(f"{entry.inode:>10}  {entry.type:<8} {entry.size:>14}  {entry.path}")
             return
@@ -353,6 +383,8 @@ def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunS
     reporter = ConsoleReporter(app)
     emit = emit_json if app.json else emit_text
     try:
+        if options.long and not app.json:
+            click.echo(long_header(from_catalog))
         if from_catalog:
             history = open_history(app)
             try:
@@ -369,6 +401,55 @@ def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunS
     finally:
         reporter.close()
     return stats
+
+
+_LONG_HEADINGS = ("INODE", "TYPE", "MODE", "UID", "GID", "SIZE", "MTIME", "BIRTH", "FLAGS", "DOS", "STREAMS")
+
+
+def _long_columns(fields: tuple, place: str | None, path: str) -> str:
+    inode, kind, mode, uid, gid, size, mtime, birth, flags, dos, streams = fields
+    line = (
+        f"{inode:>10}  {kind:<8} {mode:<11} {uid:>6} {gid:>6} {size:>14}  {mtime:<16}  {birth:<16}  "
+        f"{flags:<6} {dos:<6} {streams:>7}  "
+    )
+    if place is not None:
+        line += f"{place:<14} "
+    return line + path
+
+
+def long_header(from_catalog: bool) -> str:
+    """The headings of ``restore -t --long``: two kinds of letters need telling apart."""
+    return _long_columns(_LONG_HEADINGS, "PLACE" if from_catalog else None, "PATH")
+
+
+def _when(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ns // 1_000_000_000))
+    except (OverflowError, OSError, ValueError):
+        return "?"  # a time no calendar here holds
+
+
+def long_line(entry: ListedEntry) -> str:
+    """One entry of ``restore -t --long``: blank where the media or the catalog has nothing to say."""
+    d = entry.details
+    dos = "" if d.dos is None else ("?" if d.dos.attributes is None else d.dos.letters)
+    fields = (
+        entry.inode,
+        entry.type,
+        d.ls_mode,
+        "" if d.uid is None else d.uid,
+        "" if d.gid is None else d.gid,
+        entry.size,
+        _when(d.mtime_ns),
+        _when(d.birth_ns),
+        d.flag_letters or "",
+        dos,
+        d.streams or "",
+    )
+    place = None if entry.volume is None else f"{entry.volume}:{entry.file_number}:{entry.record}"
+    return _long_columns(fields, place, entry.path)
 
 
 def run_incremental(

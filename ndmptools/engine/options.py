@@ -60,6 +60,7 @@ class ListOptions:
     file_number: int | None = None
     device: str | None = None
     prompt: bool = True
+    long: bool = False  # --long: mode, owner, times, flags and what the extended attributes say
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@
 It is kept as the dump already has it, so that keeping it costs the dump
 next to nothing. ``catalog_dirs`` holds each directory once: its path
 (relative to the dump's root, raw bytes), its inode's type, size, mtime,
-c_tapea and data blocks, and its entries as written on media (BSD
-``struct direct``: inode, type, name). ``catalog_inodes`` holds every other
-inode in batches: one row per batch of ascending inode numbers, the inode,
-type, size, mtime, c_tapea and data blocks of each packed in a fixed-width
-row (``InodeRows``). Hard links are one inode under several names.
+c_tapea and data blocks, its entries as written on media (BSD
+``struct direct``: inode, type, name), and its birth time, chattr flags,
+owner and group. ``catalog_inodes`` holds every other inode in batches: one
+row per batch of ascending inode numbers, the same of each (but the
+entries) packed in a fixed-width row (``InodeRows``). Hard links are one
+inode under several names. What a dump by ndmptools before schema 6 kept
+has no birth time, flags or owner: they read as None.
 
 A name counts only when its inode is on the dump: a name whose inode has no
 row (an unchanged entry of an incremental's directory, a file that vanished)
@@ -44,19 +46,29 @@ class CatalogEntry:
     mtime_ns: int
     tapea: int
     blocks: int  # 1 KiB data blocks it has on media (holes are none); a directory or symlink counts its own
+    birth_ns: int | None = None  # creation time; None: the file system has none, or the catalog is older
+    flags: int | None = None  # chattr flags; None: the catalog is older than they are
+    uid: int | None = None
+    gid: int | None = None
 
 
-# An inode as the catalog keeps it: (ino, mode, size, mtime_ns, tapea, blocks).
-InodeRow = tuple[int, int, int, int, int, int]
-# A directory: (path, ino, mode, size, mtime_ns, tapea, blocks, entries as on media).
-DirectoryRow = tuple[bytes, int, int, int, int, int, int, bytes]
+# An inode as the catalog keeps it: (ino, mode, size, mtime_ns, tapea, blocks, birth_ns, flags, uid, gid).
+InodeRow = tuple[int, int, int, int, int, int, int | None, int | None, int | None, int | None]
+# A directory: (path, ino, mode, size, mtime_ns, tapea, blocks, entries as on media,
+# birth_ns, flags, uid, gid).
+DirectoryRow = tuple[bytes, int, int, int, int, int, int, bytes, int | None, int, int, int]
 
-# Fixed-width rows, so that packing one costs a single struct call while dumping: 26 bytes, or 38
-# once a batch holds a size, a place or a block count past 32 bits.
-_NARROW = struct.Struct("<IHIqII")
-_WIDE = struct.Struct("<IHQqQQ")
+# Fixed-width rows, so that packing one costs a single struct call while dumping: 46 bytes, or 58
+# once a batch holds a size, a place or a block count past 32 bits. A birth time of 0 is none.
+_NARROW = struct.Struct("<IHIqIIqIII")
+_WIDE = struct.Struct("<IHQqQQqIII")
 _NARROW_MAX = 0xFFFFFFFF
-_LAYOUTS = {b"n": _NARROW, b"w": _WIDE}
+# Before schema 6: no birth time, flags or owner (26 and 38 bytes); read, never written.
+_OLD_NARROW = struct.Struct("<IHIqII")
+_OLD_WIDE = struct.Struct("<IHQqQQ")
+_LAYOUTS = {b"N": _NARROW, b"W": _WIDE, b"n": _OLD_NARROW, b"w": _OLD_WIDE}
+_OLD_LAYOUTS = (b"n", b"w")
+_UNKNOWN = (None, None, None, None)  # birth, flags, uid, gid of a row from before schema 6
 
 
 class InodeRows:
@@ -75,30 +87,45 @@ class InodeRows:
         self.clear()
 
     def clear(self) -> None:
-        self.data = bytearray(b"n")  # the blob as it goes to the database: its layout, then the rows
+        self.data = bytearray(b"N")  # the blob as it goes to the database: its layout, then the rows
         self.wide = False
         self._pack = _NARROW.pack
         self._limit = _NARROW_MAX  # a size or a place past it widens the batch
         self._room = self._batch or -1  # inodes until on_full; -1: never
 
     def add(self, ino: int, info, tapea: int, blocks: int) -> None:
-        """The next inode as the dump writes it: ``info`` has its mode, size and mtime_ns."""
+        """The next inode as the dump writes it: ``info`` is its InodeInfo (a birth time None is 0)."""
         size = info.size
         if (size | tapea | blocks) > self._limit:
             self._widen()
-        self.data += self._pack(ino, info.mode, size, info.mtime_ns, tapea, blocks)
+        birth = info.birth_ns or 0
+        self.data += self._pack(
+            ino, info.mode, size, info.mtime_ns, tapea, blocks, birth, info.flags, info.uid, info.gid
+        )
         self._room -= 1
         if not self._room:
             self._on_full()
 
-    def append(self, ino: int, mode: int, size: int, mtime_ns: int, tapea: int, blocks: int) -> None:
+    def append(
+        self,
+        ino: int,
+        mode: int,
+        size: int,
+        mtime_ns: int,
+        tapea: int,
+        blocks: int,
+        birth_ns: int | None,
+        flags: int,
+        uid: int,
+        gid: int,
+    ) -> None:
         if (size | tapea | blocks) > self._limit:
             self._widen()
-        self.data += self._pack(ino, mode, size, mtime_ns, tapea, blocks)
+        self.data += self._pack(ino, mode, size, mtime_ns, tapea, blocks, birth_ns or 0, flags, uid, gid)
 
     def _widen(self) -> None:
         rows = _NARROW.iter_unpack(memoryview(self.data)[1:])
-        self.data = bytearray(b"w" + b"".join(_WIDE.pack(*row) for row in rows))
+        self.data = bytearray(b"W" + b"".join(_WIDE.pack(*row) for row in rows))
         self.wide = True
         self._pack = _WIDE.pack
         self._limit = 1 << 64
@@ -123,12 +150,22 @@ def pack_inodes(rows: Iterable[InodeRow]) -> bytes:
     return bytes(batch.blob())
 
 
-def unpack_inodes(blob: bytes) -> list[InodeRow]:
-    """The inodes of a batch, in ascending order."""
-    rows = list(_LAYOUTS[bytes(blob[:1])].iter_unpack(memoryview(blob)[1:]))
+def _stored_rows(blob: bytes) -> tuple[bytes, struct.Struct, list[tuple]]:
+    """A batch's layout tag, its layout and its rows as stored, in ascending inode order."""
+    tag = bytes(blob[:1])
+    layout = _LAYOUTS[tag]
+    rows = list(layout.iter_unpack(memoryview(blob)[1:]))
     if any(a[0] >= b[0] for a, b in pairwise(rows)):  # a writer's bug must not hide inodes
         rows = sorted({row[0]: row for row in rows}.values())
-    return rows
+    return tag, layout, rows
+
+
+def unpack_inodes(blob: bytes) -> list[InodeRow]:
+    """The inodes of a batch, in ascending order; what an older layout lacks is None."""
+    tag, _, rows = _stored_rows(blob)
+    if tag in _OLD_LAYOUTS:
+        return [(*row, *_UNKNOWN) for row in rows]
+    return [row if row[6] else (*row[:6], None, *row[7:]) for row in rows]
 
 
 class _Inodes:
@@ -162,7 +199,7 @@ class _Inodes:
         return self._inos, self._rows
 
     def get(self, ino: int) -> InodeRow | None:
-        """(ino, mode, size, mtime_ns, tapea, blocks) of ``ino``, or None: not on this dump."""
+        """The row (InodeRow) of ``ino``, or None: not on this dump."""
         index = bisect_right(self.firsts, ino) - 1
         if index < 0 or ino > self.lasts[index]:
             return None
@@ -171,11 +208,11 @@ class _Inodes:
         return rows[at] if at < len(inos) and inos[at] == ino else None
 
 
-_DIRECTORY_COLUMNS = "path, ino, mode, size, mtime_ns, tapea, blocks, entries"
+_DIRECTORY_COLUMNS = "path, ino, mode, size, mtime_ns, tapea, blocks, entries, birth_ns, flags, uid, gid"
 
 
 def _directory_entry(row) -> CatalogEntry:
-    return CatalogEntry(bytes(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+    return CatalogEntry(bytes(row[0]), *row[1:7], *row[8:12])
 
 
 def _join(base: bytes, name: bytes) -> bytes:
@@ -240,8 +277,8 @@ class FileCatalog:
             # The zeros that pad a directory's last block go: two rows of a common size then fit a page.
             conn.executemany(
                 f"INSERT OR REPLACE INTO catalog_dirs (dump_id, {_DIRECTORY_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((dump_id, *row[:7], row[7].rstrip(b"\0")) for row in directories),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((dump_id, *row[:7], row[7].rstrip(b"\0"), *row[8:12]) for row in directories),
             )
             if inodes:
                 conn.execute(
@@ -260,13 +297,11 @@ class FileCatalog:
             ).fetchone()
             if row is None:
                 return
-            kept = InodeRows()
-            for inode in unpack_inodes(row[1]):
-                if inode[0] < ino:
-                    kept.append(*inode)
+            tag, layout, rows = _stored_rows(row[1])  # kept in its own layout: an old one stays old
+            kept = [inode for inode in rows if inode[0] < ino]
             conn.execute(
                 "UPDATE catalog_inodes SET last_ino = ?, inodes = ? WHERE dump_id = ? AND first_ino = ?",
-                (kept.first_and_last()[1], kept.blob(), dump_id, row[0]),
+                (kept[-1][0], tag + b"".join(layout.pack(*inode) for inode in kept), dump_id, row[0]),
             )
 
     def drop(self, dump_id: int) -> None:

@@ -130,6 +130,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (dump_id, first_ino)
     );
     """,
+    # The birth time, chattr flags and owner of each entry, for `restore -t --catalog --long`. Inode
+    # batches carry them in new layouts (N, W) and keep the old ones (n, w) readable: no data moves.
+    """
+    ALTER TABLE catalog_dirs ADD COLUMN birth_ns INTEGER;  -- creation time, NULL where there is none
+    ALTER TABLE catalog_dirs ADD COLUMN flags INTEGER;     -- chattr flags, NULL in rows from before
+    ALTER TABLE catalog_dirs ADD COLUMN uid INTEGER;
+    ALTER TABLE catalog_dirs ADD COLUMN gid INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

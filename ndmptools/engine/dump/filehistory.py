@@ -56,7 +56,20 @@ class FileHistoryRecorder:
     ) -> None:
         """Directory ``ino`` (at walk path ``path``) is on media, its entries ``contents``."""
         self._directories.append(
-            (self.relative(path), ino, info.mode, info.size, info.mtime_ns, tapea, blocks, contents)
+            (
+                self.relative(path),
+                ino,
+                info.mode,
+                info.size,
+                info.mtime_ns,
+                tapea,
+                blocks,
+                contents,
+                info.birth_ns,
+                info.flags,
+                info.uid,
+                info.gid,
+            )
         )
         if len(self._directories) >= self.batch:
             self.flush()

@@ -29,12 +29,12 @@ from ndmptools.engine.restore.catalog import (
     Link,
     apply_renames,
     build_catalog,
-    read_catalog,
     read_directories,
     show,
     unsafe_name_reason,
 )
 from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
+from ndmptools.engine.restore.listing import EntryDetails, catalog_details, media_details
 from ndmptools.engine.restore.origin import original_location
 from ndmptools.engine.restore.target import Refused, TargetTree, out_of_room
 from ndmptools.engine.restoremarks import RestoreMarker
@@ -628,11 +628,14 @@ class ListedEntry:
     volume: int | None = None
     file_number: int | None = None
     record: int | None = None
+    details: EntryDetails | None = None  # with --long
 
     def as_dict(self) -> dict:
         found = {"path": self.path, "inode": self.inode, "type": self.type, "size": self.size}
         if self.volume is not None:
             found.update(mtime=self.mtime, volume=self.volume, file=self.file_number, record=self.record)
+        if self.details is not None:
+            found.update(self.details.as_dict())
         return found
 
 
@@ -657,18 +660,25 @@ def run_list(
     """``restore -t``: every entry (or those under ``options.paths``) with inode, type and size.
 
     Directories come first, then the other entries in media order; a file
-    with several names is listed once per name.
+    with several names is listed once per name. With ``options.long`` each
+    entry also has its mode, owner, times and flags, and what its extended
+    attributes say (listing.EntryDetails).
     """
     reader = DumpReader(medium, run.warn)
-    catalog = read_catalog(reader, options.paths, run)
+    media = read_directories(reader, run)
+    catalog = build_catalog(media, options.paths, run)
     for directory in catalog.directories:
-        emit(ListedEntry(show(directory.path), directory.ino, "dir", directory.info.size))
+        details = media_details(directory.info, media.attributes.get(directory.ino)) if options.long else None
+        emit(ListedEntry(show(directory.path), directory.ino, "dir", directory.info.size, details=details))
     header = catalog.first_file
     listed = len(catalog.directories)
     while header is not None:
         links = catalog.links.pop(header.inumber, None)
         reader.skip_data(header)
-        reader.read_attributes(header.inumber)
+        areas = reader.read_attributes(header.inumber)
+        details = None
+        if links and options.long:
+            details = media_details(header.inode, decode_areas(areas) if areas else None)
         for link in links or ():
             emit(
                 ListedEntry(
@@ -676,6 +686,7 @@ def run_list(
                     header.inumber,
                     type_name(header.inode.mode),
                     header.inode.size,
+                    details=details,
                 )
             )
             listed += 1
@@ -696,6 +707,7 @@ def run_catalog_list(
 
     The dump is the latest with a file history recorded on ``options.file``
     (the Nth there with ``options.file_number``); the order is the media's.
+    With ``options.long``, what the catalog keeps of mode, owner, times and flags.
     """
     from ndmptools.engine.chain import dump_on_media
 
@@ -719,6 +731,7 @@ def run_catalog_list(
                 place.volume,
                 place.file_number,
                 place.record,
+                catalog_details(entry) if options.long else None,
             )
         )
         listed += 1
