@@ -308,9 +308,9 @@ class FarSide:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
-        self._stderr.join()
+        self._stderr.join(5)  # a child ssh left behind may hold its stderr open: do not hang on it
         if self._stdout is not None:
-            self._stdout.join()
+            self._stdout.join(5)
         return code
 
     def failure(self, code: int) -> RemoteError | None:
@@ -318,7 +318,9 @@ class FarSide:
         if code in (0, 1):
             return None
         last = self.other_lines[-1] if self.other_lines else ""
-        if code == 255 or (code < 0 and self.error_line is None):
+        if code < 0:
+            return RemoteError(f"the {self.what} on {self.host} was stopped: it did not end with its stream")
+        if code == 255:
             why = last or f"{self.ssh_name} ended with {code}"
             return RemoteError(f"cannot reach {self.host} with {self.ssh_name}: {why}")
         if code in (126, 127) and self.error_line is None:
@@ -347,18 +349,23 @@ class FarSide:
         if failed is not None:
             raise failed
         self.show_other_lines()
+        if code == 1 and not self.warned:  # it ended with warnings this run did not hear
+            with self.lock:
+                self.run.warn(f"{self.host}: the {self.what} there ended with warnings")
 
     def commit(self) -> None:
         """Tell a far dump its restore took everything (it becomes a base), then wait for it."""
         with contextlib.suppress(OSError):  # it has gone: its exit code says why
             os.write(self.stdin_fd, COMMIT)
+        self.collect_output()  # nothing should follow the dump's end; if anything does, it must not block it
         self.finish()
 
     def abandon(self) -> RemoteError | None:
         """Stop it without its word (a far dump records nothing); its failure, if it failed."""
         self.close_input()
-        with contextlib.suppress(OSError):
-            self.process.stdout.close()
+        if self._stdout is None:  # the stream: closing it stops a far dump still writing
+            with contextlib.suppress(OSError):
+                self.process.stdout.close()
         code = self.wait(FAR_EXIT_TIMEOUT)
         return self.failure(code)
 
