@@ -349,3 +349,70 @@ def test_far_failures_are_one_line(sshd, tmp_path):
     line = here.fails(9, "ndmpcopy", "-level", "1", *far, f"127.0.0.1:{source}", str(tmp_path / "c4"))
     assert line.startswith("ndmptools: error: on 127.0.0.1: there is no earlier dump of ")
     assert Runner(far_state).sql("SELECT COUNT(*) FROM dumps WHERE status = 'completed'") == [(0,)]
+
+
+def interrupt_once_restoring(command: list[str], target: Path) -> subprocess.CompletedProcess:
+    """Run ``command`` and send it SIGINT as soon as the restore has made its first file in ``target``."""
+    import signal
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if target.is_dir() and any(target.iterdir()):
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.002)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def big_tree(root: Path) -> None:
+    build_tree_from_spec(str(root), {f"f{i:02d}": os.urandom(1 << 20) for i in range(64)})
+
+
+def test_an_interrupted_copy_leaves_no_base_and_can_be_done_again(tmp_path):
+    run = Runner(tmp_path / "state")
+    source, target = tmp_path / "src", tmp_path / "copy"
+    big_tree(source)
+    command = [
+        sys.executable,
+        "-m",
+        "ndmptools",
+        "--state-dir",
+        run.state,
+        "ndmpcopy",
+        str(source),
+        str(target),
+    ]
+    done = interrupt_once_restoring(command, target)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().endswith("ndmptools: interrupted")
+    assert run.sql("SELECT status FROM dumps") == [("failed",)]
+    shutil.rmtree(target)
+    run.ok("ndmpcopy", str(source), str(target))
+    assert_same(source, target)
+
+
+def test_an_interrupted_or_failed_copy_from_far_commits_nothing_there(sshd, tmp_path):
+    here, far_state = Runner(tmp_path / "here-state"), tmp_path / "far-state"
+    source, target = tmp_path / "src", tmp_path / "copy"
+    big_tree(source)
+    command = [
+        sys.executable, "-m", "ndmptools", "--state-dir", here.state, "ndmpcopy", *sshd.far(far_state),
+        f"127.0.0.1:{source}", str(target),
+    ]  # fmt: skip
+    done = interrupt_once_restoring(command, target)
+    assert done.returncode == 130, done.stderr
+    assert Runner(far_state).sql("SELECT status FROM dumps") == [("failed",)]
+    left = subprocess.run(["pgrep", "-f", f"commit-from-stdin.*{source}"], capture_output=True, text=True)
+    assert left.stdout == ""  # the far dump ended with its stream
+    # The restore here fails for a full target: the far dump, although whole, is no base either.
+    small = tmp_path / "small-fs"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        line = here.fails(7, "ndmpcopy", *sshd.far(far_state), f"127.0.0.1:{source}", str(small / "copy"))
+        assert "is full" in line
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert Runner(far_state).sql("SELECT status FROM dumps") == [("failed",), ("failed",)]
