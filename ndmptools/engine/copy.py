@@ -540,7 +540,7 @@ def _restore_options(target: str) -> RestoreOptions:
 def _finish(
     options: CopyOptions, run: RunContext, applied, dump_result, restore_bytes: int, far: list[str]
 ) -> CopyResult:
-    """The copy's result; a restore stopped by a full target fails it (the dump is then no base)."""
+    """The copy's result, from what the restore applied and (when it ran here) the dump."""
     run.stats.stop()
     return CopyResult(
         source=options.source,
