@@ -292,6 +292,11 @@ def test_remote_target_level_0_then_1(sshd, tmp_path):
     source, target = tmp_path / "src", tmp_path / "copy"
     build_source(source)
     remote = f"127.0.0.1:{target}"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "stray").write_bytes(b"")
+    line = here.fails(7, "ndmpcopy", *sshd.far(far_state), str(source), f"127.0.0.1:{busy}")
+    assert line.endswith(f"127.0.0.1:{busy} is not empty: a level-0 copy goes into a new or empty directory")
     here.ok("ndmpcopy", *sshd.far(far_state), str(source), remote)
     assert_same(source, target)
     # A level 1 into a far directory that holds no copy fails there, and its dump is no base.

@@ -233,9 +233,10 @@ class FarSide:
         what: str,
         run: RunContext,
         lock: threading.Lock,
+        shell: str | None = None,
     ) -> None:
         self.host, self.what, self.run, self.lock = host, what, run, lock
-        self.command = " ".join([options.remote_command, *(shlex.quote(w) for w in words)])
+        self.command = shell or " ".join([options.remote_command, *(shlex.quote(w) for w in words)])
         try:
             ssh = shlex.split(options.ssh)
         except ValueError as err:
@@ -461,6 +462,28 @@ def _check_local_base(source: str, target: str, level: int, history: History) ->
         )
 
 
+_NOT_A_DIRECTORY, _NOT_EMPTY = 3, 4
+
+
+def _check_far_target(options: CopyOptions, host: str, target: str, run: RunContext) -> None:
+    """A level 0 goes into a new or empty directory on the far side too (a POSIX shell asks there)."""
+    p = shlex.quote(target)
+    shell = (
+        f'p={p}; if [ -e "$p" ] && [ ! -d "$p" ]; then exit {_NOT_A_DIRECTORY}; fi; '
+        f'if [ -d "$p" ] && [ -n "$(ls -A -- "$p")" ]; then exit {_NOT_EMPTY}; fi; exit 0'
+    )
+    far = FarSide(options, host, [], "check", run, threading.Lock(), shell=shell)
+    far.close_input()
+    code = far.wait()
+    if code == _NOT_A_DIRECTORY:
+        raise TargetError(f"cannot copy into {host}:{target}: it is not a directory")
+    if code == _NOT_EMPTY:
+        raise TargetError(f"{host}:{target} is not empty: a level-0 copy goes into a new or empty directory")
+    failed = far.failure(code)
+    if failed is not None:
+        raise failed
+
+
 def _check_paths(source: Endpoint, target: Endpoint) -> tuple[str, str]:
     """Local sides resolved; a target inside the source (or around it) is refused."""
     src, dst = source.path, target.path
@@ -507,6 +530,8 @@ def run_copy(options: CopyOptions, run: RunContext, open_history: Callable[[], H
                 _check_local_base(src, dst, options.level, history)
         finally:
             history.db.close()
+    elif options.level == 0:
+        _check_far_target(options, target.host, dst, run)
     # Session slots: the copy takes two here, one for its dump and one for its restore, held from
     # here to the end, e.g. `with sessions.hold(kind="ndmpcopy", path=str(source), slots=2, ...) as s:`
     # around the branches below, with s.add_bytes(n) fed from the stream. A far side's dump or
