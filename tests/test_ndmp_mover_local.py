@@ -1,0 +1,89 @@
+"""The MOVER in process: the LOCAL socketpair DATA uses, and the pause at the end of a cartridge."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from ndmptools.media.vtape import SingleTape
+from ndmptools.ndmp import messages as m
+from ndmptools.ndmp.config import ServeSettings
+from ndmptools.ndmp.session import NdmpError, Session
+from ndmptools.ndmp.tape import TapImage
+from ndmptools.ndmp.wire import read_record, split_record
+
+
+@pytest.fixture
+def session():
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(20)
+    sess = Session(ours, "test", ServeSettings(auth="none"), 1)
+    yield sess, theirs
+    sess.end()
+    ours.close()
+    theirs.close()
+
+
+def next_post(control: socket.socket):
+    incoming = split_record(read_record(control))
+    definition = m.MESSAGES[incoming.header.message_code]
+    return incoming.header.message_code, definition.request.decode(incoming.body)
+
+
+def test_local_data_socket_needs_a_local_listen(session):
+    sess, _ = session
+    with pytest.raises(NdmpError) as err:
+        sess.mover.local_data_socket()
+    assert err.value.code == m.Error.ILLEGAL_STATE_ERR
+
+
+def test_backup_through_the_local_socketpair_pauses_at_end_of_medium(session, tmp_path):
+    sess, control = session
+    record = 8192
+    first = tmp_path / "one.tap"
+    sess.tape.open(str(first), m.TAPE_RDWR_MODE)
+    sess.tape.device.close()
+    sess.tape.device = TapImage(str(first), True, capacity=3 * (record + 8) + 4)  # three records fit
+    sess.mover.set_record_size(record)
+    sess.mover.listen(m.MOVER_MODE_READ, m.ADDR_LOCAL)
+    data_end = sess.mover.local_data_socket()
+    assert sess.mover.state == m.MOVER_STATE_ACTIVE
+    stream = os.urandom(5 * record)
+    data_end.sendall(stream)
+    code, paused = next_post(control)
+    assert code == m.Message.NOTIFY_MOVER_PAUSED and paused.reason == m.MOVER_PAUSE_EOM
+    assert paused.seek_position == 3 * record
+    # the DMA changes cartridges while the mover waits, then goes on
+    sess.tape.close()
+    second = tmp_path / "two.tap"
+    sess.tape.open(str(second), m.TAPE_RDWR_MODE)
+    sess.mover.set_window(3 * record, (1 << 64) - 1)
+    sess.mover.cont()
+    data_end.close()
+    code, halted = next_post(control)
+    assert code == m.Message.NOTIFY_MOVER_HALTED and halted.reason == m.MOVER_HALT_CONNECT_CLOSED
+    assert sess.mover.get_state().bytes_moved == 5 * record
+    sess.tape.close()
+    got = b""
+    for path in (first, second):
+        tape = SingleTape(str(path), "r")
+        try:
+            while chunk := tape.read_record(record):
+                got += chunk
+        finally:
+            tape.close()
+    assert got == stream
+
+
+def test_ending_the_session_aborts_a_moving_mover(session, tmp_path):
+    sess, _control = session
+    sess.tape.open(str(tmp_path / "abort.tap"), m.TAPE_RDWR_MODE)
+    sess.mover.listen(m.MOVER_MODE_READ, m.ADDR_LOCAL)
+    data_end = sess.mover.local_data_socket()
+    with data_end:
+        sess.end()
+        assert sess.mover.state == m.MOVER_STATE_HALTED
+        assert sess.mover.halt_reason == m.MOVER_HALT_ABORTED
+        assert sess.tape.device is None
