@@ -146,3 +146,13 @@ def test_settings_refuse_remote_and_passwordless_auth():
     assert parse_listen(":10002") == ("127.0.0.1", 10002)
     with pytest.raises(ServeConfigError):
         parse_listen("127.0.0.1:http")
+
+
+def test_a_record_cut_short_times_out():
+    from ndmptools.ndmp.wire import RecordTimeout
+
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(struct.pack(">I", 0x80000000 | 100) + b"only part")
+        with pytest.raises(RecordTimeout):
+            read_record(right, record_timeout=0.2)
