@@ -85,7 +85,7 @@ class Mover:
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._pending: bytes | None = None  # a record that did not fit the tape (EOM) or the window
+        self._pending: bytes | bytearray | None = None  # a record the tape (EOM) or window refused
 
     # -- state changes (called with the lock held) --
 
@@ -348,27 +348,30 @@ class Mover:
                 self.changed.wait()
             return self.state == m.MOVER_STATE_ACTIVE and self._conn is conn
 
-    def _fill(self, conn: socket.socket, size: int) -> bytes:
-        """Up to ``size`` bytes: fewer only at the end of the stream."""
-        chunks = []
+    def _fill(self, conn: socket.socket, size: int) -> bytearray:
+        """Up to ``size`` bytes: fewer only at the end of the stream (received in place, no joins)."""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
         got = 0
         while got < size:
             try:
-                chunk = conn.recv(size - got)
+                count = conn.recv_into(view[got:])
             except OSError:
-                chunk = b""
-            if not chunk:
+                count = 0
+            if not count:
                 break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            got += count
+        view.release()
+        if got < size:
+            del buffer[got:]
+        return buffer
 
     def _backup(self, conn: socket.socket) -> None:
         """Mode READ: the stream, cut into records, onto the tape."""
         tape = self.session.tape
         while self._wait_active(conn):
             with self.lock:
-                record = self._pending
+                record = self._pending  # bytes-like: a bytearray from _fill
                 size = self.record_size
             if record is None:
                 record = self._fill(conn, size)
@@ -378,7 +381,7 @@ class Mover:
                             self._halt(m.MOVER_HALT_CONNECT_CLOSED)
                     return
                 if len(record) < size:
-                    record += b"\0" * (size - len(record))  # the last record, padded to the full size
+                    record.extend(bytes(size - len(record)))  # the last record, padded to the full size
             with self.lock:
                 if self._conn is not conn or self.state != m.MOVER_STATE_ACTIVE:
                     self._pending = record

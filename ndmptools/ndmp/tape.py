@@ -174,7 +174,7 @@ class TapImage(TapeDevice):
             raise EndOfMedium(f"{self.name}: end of tape ({self.capacity} bytes)")
         self._cut_here()
         word = _WORD.pack(length)
-        os.pwritev(self._fd, [word, bytes(data), b"\0" if length & 1 else b"", word], self._offset)
+        os.pwritev(self._fd, [word, data, b"\0" if length & 1 else b"", word], self._offset)
         self._offset += frame
         if self.record_num is not None:
             self.record_num += 1
