@@ -87,3 +87,18 @@ def test_ending_the_session_aborts_a_moving_mover(session, tmp_path):
         assert sess.mover.state == m.MOVER_STATE_HALTED
         assert sess.mover.halt_reason == m.MOVER_HALT_ABORTED
         assert sess.tape.device is None
+
+
+def test_a_client_that_reads_nothing_is_cut_off(session, monkeypatch):
+    import ndmptools.ndmp.session as session_module
+
+    sess, _control = session
+    monkeypatch.setattr(session_module, "SEND_TIMEOUT", 0.3)
+    sess.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    post = m.log_message_post(entry="x" * 60000)
+    with pytest.raises(TimeoutError):
+        for _ in range(1000):  # far more than the socket buffers hold
+            sess._send(m.MESSAGE_REQUEST, m.Message.LOG_MESSAGE, post, m.log_message_post)
+    # the connection is shut down, so the session's own reader ends too
+    with pytest.raises(OSError):
+        sess.sock.send(b"x")

@@ -25,6 +25,8 @@ def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("serve")
     with ServeProcess(auth="md5", credentials=write_credentials(str(directory), password=PASSWORD)) as proc:
         yield proc
+    # SIGTERM ends the server cleanly: exit 0, no traceback, every session ended
+    assert proc.proc.returncode == 0, proc.stderr_text
     assert "Traceback" not in proc.stderr_text
 
 

@@ -48,6 +48,17 @@ def _addr_reply(sock: socket.socket) -> object:
     return m.addr(m.ADDR_TCP, [m.tcp_addr(ip_addr=packed, port=port, addr_env=[])])
 
 
+def _ipv4_of(host: str) -> str:
+    """NDMP v4 addresses are IPv4: the one to offer for a control connection that came in on ``host``."""
+    if ":" not in host:
+        return host
+    if host == "::1":
+        return "127.0.0.1"
+    if host.lower().startswith("::ffff:"):
+        return host[7:]
+    raise NdmpError(m.Error.CONNECT_ERR, f"NDMP v4 data connections are IPv4: no address for {host}")
+
+
 def tcp_endpoint(address) -> tuple[str, int]:
     """(host, port) of the first TCP address in an ndmp addr; ILLEGAL_ARGS if there is none."""
     if address.addr_type != m.ADDR_TCP or not address.tcp_addr:
@@ -132,7 +143,7 @@ class Mover:
 
     # -- requests --
 
-    def _check_mode_and_tape(self, mode: int) -> None:
+    def _check_mode(self, mode: int) -> None:
         if mode not in (m.MOVER_MODE_READ, m.MOVER_MODE_WRITE):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"mover mode {mode}")
 
@@ -144,19 +155,17 @@ class Mover:
             raise NdmpError(m.Error.PERMISSION_ERR, "a backup needs the tape open for writing")
 
     def listen(self, mode: int, addr_type: int) -> object:
-        self._check_mode_and_tape(mode)
+        self._check_mode(mode)
         if addr_type not in (m.ADDR_LOCAL, m.ADDR_TCP):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"address type {addr_type}")
         with self.lock:
             if self.state != m.MOVER_STATE_IDLE:
                 raise NdmpError(m.Error.ILLEGAL_STATE_ERR, "the mover is not idle")
             self._check_tape(mode)
-            self.mode = mode
-            self.listen_type = addr_type
             if addr_type == m.ADDR_LOCAL:
                 reply_addr = m.addr(m.ADDR_LOCAL)
             else:
-                host = self.session.sock.getsockname()[0]  # where the DMA reached us
+                host = _ipv4_of(self.session.sock.getsockname()[0])  # where the DMA reached us
                 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 try:
                     listener.bind((host, 0))
@@ -172,6 +181,8 @@ class Mover:
                     name=f"ndmp-mover-accept-{self.session.number}",
                     daemon=True,
                 ).start()
+            self.mode = mode
+            self.listen_type = addr_type
             self.state = m.MOVER_STATE_LISTEN
             self.connection_addr = reply_addr
             return reply_addr
@@ -195,7 +206,7 @@ class Mover:
             self._start(conn, address)
 
     def connect(self, mode: int, address) -> None:
-        self._check_mode_and_tape(mode)
+        self._check_mode(mode)
         if address.addr_type not in (m.ADDR_LOCAL, m.ADDR_TCP):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"address type {address.addr_type}")
         with self.lock:
