@@ -488,6 +488,11 @@ class Mover:
                     self._pause(m.MOVER_PAUSE_EOF, want)  # a short record: nothing at this offset
                 buffered = None
                 continue
+            with self.lock:
+                # Counted before sending: once DATA has the bytes, the DMA may ask for the next read.
+                self.position += len(piece)
+                self.bytes_left_to_read -= len(piece)
+                self.bytes_moved += len(piece)
             try:
                 conn.sendall(piece)
             except OSError:
@@ -495,10 +500,6 @@ class Mover:
                     if self._conn is conn:
                         self._halt(m.MOVER_HALT_CONNECT_CLOSED)
                 return
-            with self.lock:
-                self.position += len(piece)
-                self.bytes_left_to_read -= len(piece)
-                self.bytes_moved += len(piece)
 
     @staticmethod
     def _position_tape(device, file_num: int, record: int) -> None:
