@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from ndmptools.media.base import Position
 from ndmptools.media.vtape import SingleTape
 from ndmptools.ndmp import messages as m
 from ndmptools.ndmp.config import ServeSettings
@@ -102,3 +103,42 @@ def test_a_client_that_reads_nothing_is_cut_off(session, monkeypatch):
     # the connection is shut down, so the session's own reader ends too
     with pytest.raises(OSError):
         sess.sock.send(b"x")
+
+
+def test_recover_seeks_on_a_scsi_drive(session):
+    """Direct-access reads from a drive: the mover locates records through the st backend (a fake
+    driver plays the kernel below the ioctl seam: no tape drive exists here)."""
+    from ndmptools.media.st import ScsiTape
+    from ndmptools.ndmp.tape import MediumDevice
+    from tests.fake_st import FakeCartridge, FakeStDriver
+
+    sess, _control = session
+    record = 4096
+    image = os.urandom(6 * record)
+    cartridge = FakeCartridge(
+        items=[b"label", None, *(image[i : i + record] for i in range(0, len(image), record)), None]
+    )
+    drive = ScsiTape("/dev/nst0", "r", ops=FakeStDriver(cartridge))
+    drive.seek(Position(1, 0))  # the DMA put the tape at the dump, the second file
+    device = MediumDevice(drive, writable=False)
+    device.file_num, device.record_num = 1, 0
+    sess.tape.device = device
+    sess.mover.set_record_size(record)
+    sess.mover.set_window(0, len(image))
+    sess.mover.listen(m.MOVER_MODE_WRITE, m.ADDR_LOCAL)
+    data_end = sess.mover.local_data_socket()
+    data_end.settimeout(20)
+
+    def receive(size):
+        got = b""
+        while len(got) < size:
+            got += data_end.recv(size - len(got))
+        return got
+
+    with data_end:
+        sess.mover.read(4 * record + 10, 3000)
+        assert receive(3000) == image[4 * record + 10 : 4 * record + 3010]
+        sess.mover.read(record - 5, 10)  # back, across a record boundary
+        assert receive(10) == image[record - 5 : record + 5]
+    sess.tape.device = None
+    drive.close()

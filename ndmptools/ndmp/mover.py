@@ -463,7 +463,7 @@ class Mover:
                         device = tape.device
                         if device is None:
                             raise MediaError("the tape was closed")
-                        self._position_tape(device, first, skip + index)
+                        device.goto(first, skip + index)
                         data = device.read(size)
                 except TapeMark:
                     with self.lock:
@@ -500,22 +500,6 @@ class Mover:
                     if self._conn is conn:
                         self._halt(m.MOVER_HALT_CONNECT_CLOSED)
                 return
-
-    @staticmethod
-    def _position_tape(device, file_num: int, record: int) -> None:
-        """Put the tape before record ``record`` of file ``file_num`` (reading on when it is there)."""
-        if device.file_num == file_num and device.record_num == record:
-            return
-        if device.file_num != file_num or device.record_num is None:
-            device.rewind()
-            if file_num and device.fsf(file_num):
-                raise MediaError(f"{device.name} has no file {file_num}")
-        delta = record - device.record_num
-        if delta > 0:
-            if device.fsr(delta):
-                raise MediaError(f"{device.name}: no record {record} in file {file_num}")
-        elif delta < 0 and device.bsr(-delta):
-            raise MediaError(f"{device.name}: cannot go back to record {record}")
 
 
 def _mover(session) -> Mover:
