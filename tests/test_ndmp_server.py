@@ -440,3 +440,25 @@ def test_serve_refuses_a_readable_credentials_file(tmp_path):
         timeout=30,
     )
     assert result.returncode == 2 and "chmod 600" in result.stderr
+
+
+def test_a_cartridge_library_behind_the_tape_service(client, tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    t = TapeCalls(client, f"vtape:{library}")
+    assert t.open(m.TAPE_RDWR_MODE) == E.NO_ERR
+    for record in range(3):
+        assert t.write(fill(2048, record, 0)) == E.NO_ERR
+    assert t.mtio(m.MTIO_EOF, 1)[0] == E.NO_ERR
+    assert t.write(fill(2048, 0, 1)) == E.NO_ERR
+    assert t.mtio(m.MTIO_EOF, 1)[0] == E.NO_ERR
+    assert t.mtio(m.MTIO_REW, 1)[0] == E.NO_ERR
+    for record in range(3):
+        assert t.read(4096) == (E.NO_ERR, fill(2048, record, 0))
+    assert t.read(4096)[0] == E.EOF_ERR
+    assert t.where() == (0, None)  # still before the filemark, as NDMP v4 has it
+    assert t.mtio(m.MTIO_FSF, 1) == (E.NO_ERR, 0)
+    assert t.read(4096) == (E.NO_ERR, fill(2048, 0, 1))
+    assert t.mtio(m.MTIO_BSR, 1)[0] == E.NOT_SUPPORTED_ERR  # record spacing is for .tap images
+    assert t.close() == E.NO_ERR
+    assert sorted(os.listdir(library))  # the cartridge the library made

@@ -296,10 +296,17 @@ class MediumDevice(TapeDevice):
     def read(self, count: int) -> bytes:
         data = self.medium.read_record(count)
         if not data:
-            self._position()
-            if self.medium.keeps_records:
-                raise TapeMark  # the backend has crossed it; DMAs that FSF next will skip one too many
-            raise EndOfData
+            if not self.medium.keeps_records:
+                raise EndOfData
+            # The backend has read past the filemark; NDMP v4 leaves the tape before it, so a DMA's
+            # FSF that follows lands at the next file: go back to where the read began.
+            try:
+                if self.record_num is None:
+                    raise NotSupported("where the read began is not known")
+                self.medium.seek(Position(self.file_num, self.record_num))
+            except MediaError:
+                self._position()  # it stays past the mark
+            raise TapeMark
         if self.record_num is not None:
             self.record_num += 1
         return data
