@@ -124,7 +124,7 @@ class NdmpServer:
         self.listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._sessions: dict[int, Session] = {}
+        self._sessions: dict[int, Session | None] = {}  # None: accepted, its thread not yet running
         self._threads: set[threading.Thread] = set()
         self._counter = 0
 
@@ -169,6 +169,8 @@ class NdmpServer:
             self._counter += 1
             number = self._counter
             full = len(self._sessions) >= self.settings.max_sessions
+            if not full:
+                self._sessions[number] = None  # the slot is taken now, before the thread runs
         if full:
             threading.Thread(target=self._refuse, args=(sock, peer, number), daemon=True).start()
             return
@@ -234,7 +236,7 @@ class NdmpServer:
         """Stop accepting; end the sessions (their services stop, their tapes close)."""
         self._stopping.set()
         with self._lock:
-            sessions = list(self._sessions.values())
+            sessions = [session for session in self._sessions.values() if session is not None]
             threads = list(self._threads)
         for session in sessions:
             with contextlib.suppress(OSError):
