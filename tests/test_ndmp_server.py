@@ -7,6 +7,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -397,17 +398,29 @@ def test_connect_close_says_shutdown(server):
         assert conn.sock.recv(1) == b""
 
 
-def test_session_limit_refuses_the_extra_connection(tmp_path):
-    with ServeProcess("--max-sessions", "1") as proc, Client(proc.port) as first:
-        first.open()
-        extra = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-        with extra:
-            from ndmptools.ndmp.wire import read_record, split_record
+def test_session_limit_refuses_the_extra_connections(tmp_path):
+    from ndmptools.ndmp.wire import read_record, split_record
 
-            incoming = split_record(read_record(extra))
-            status = m.notify_connection_status_post.decode(incoming.body)
-            assert status.reason == m.REFUSED
-        assert error_of(first.call(M.CONFIG_GET_SERVER_INFO)) == 0
+    with ServeProcess("--max-sessions", "2") as proc:
+        burst = [socket.create_connection(("127.0.0.1", proc.port), timeout=10) for _ in range(6)]
+        try:
+            reasons = []
+            for sock in burst:
+                incoming = split_record(read_record(sock))
+                reasons.append(m.notify_connection_status_post.decode(incoming.body).reason)
+            assert sorted(reasons) == [m.CONNECTED] * 2 + [m.REFUSED] * 4
+        finally:
+            for sock in burst:
+                sock.close()
+        # the slots come back when those sessions end
+        deadline = time.monotonic() + 10
+        while True:
+            with Client(proc.port) as again:
+                if again.greeting.reason == m.CONNECTED:
+                    assert error_of(again.call(M.CONFIG_GET_SERVER_INFO)) == 0
+                    break
+            assert time.monotonic() < deadline, "the slots were not given back"
+            time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
