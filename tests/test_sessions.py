@@ -20,7 +20,7 @@ import pytest
 
 from ndmptools.engine import sessions
 from ndmptools.engine.errors import UsageError
-from ndmptools.errors import EXIT_CODES, SessionLimitReached, StateError
+from ndmptools.errors import EXIT_CODES, MediaError, SessionLimitReached, StateError
 from tests.trees import build_tree_from_spec
 
 GIB = 1 << 20  # in KiB, as /proc/meminfo counts
@@ -402,3 +402,36 @@ def test_a_config_above_the_memory_needs_force_sessions(procs, tree, tmp_path):
     assert restored.returncode == 0, restored.stderr
     listed = procs.run("sessions").stdout.decode()
     assert "0 of " in listed and "sessions started with --force-sessions use it" in listed
+
+
+def test_one_session_per_medium_written(tmp_path):
+    """A medium a dump writes is no one else's meanwhile; media only read are shared."""
+    state = str(tmp_path)
+    tape = str(tmp_path / "home.dump")
+    with sessions.hold(
+        kind="dump", path="/a", state_dir=state, media=[tape], writing=True, limit=low_limit(5)
+    ):
+        for writing in (True, False):
+            with pytest.raises(MediaError, match=r"home.dump is in use by the dump of /a \(pid \d+, session"):
+                sessions.acquire(
+                    "restore", "/r", state_dir=state, media=[tape], writing=writing, limit=low_limit(5)
+                )
+        # the same file however it is spelled; another file, stdout and vtape libraries elsewhere are free
+        with pytest.raises(MediaError):
+            sessions.acquire(
+                "dump",
+                "/b",
+                state_dir=state,
+                media=[f"{tmp_path}/./home.dump"],
+                writing=True,
+                limit=low_limit(5),
+            )
+        for other in ("-", str(tmp_path / "other.dump"), f"vtape:{tmp_path}/lib"):
+            sessions.acquire(
+                "dump", "/c", state_dir=state, media=[other], writing=True, limit=low_limit(5)
+            ).release()
+        assert len(sessions.running(state)) == 1  # the refused took no slot
+    with sessions.hold(kind="restore", path="/r", state_dir=state, media=[tape], limit=low_limit(5)):
+        sessions.acquire("list", tape, state_dir=state, media=[tape], limit=low_limit(5)).release()
+        with pytest.raises(MediaError, match="in use by the restore of /r"):
+            sessions.acquire("dump", "/a", state_dir=state, media=[tape], writing=True, limit=low_limit(5))

@@ -156,11 +156,14 @@ def session_options(function):
 
 
 @contextmanager
-def held_session(app: App, reporter, kind: str, path: str, options, optional: bool = False) -> Iterator:
+def held_session(
+    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+) -> Iterator:
     """Hold a session slot while the block runs (the Session, or None when not counted).
 
     ``optional``: a state directory that cannot be used only costs the count (a note), as a
-    restore without a dump history still restores.
+    restore without a dump history still restores. The media are the options' -f files;
+    ``writing`` says they are written (a dump), so that no other session may use them meanwhile.
     """
     from ndmptools.engine import sessions
     from ndmptools.errors import StateError
@@ -173,6 +176,8 @@ def held_session(app: App, reporter, kind: str, path: str, options, optional: bo
             force=options.force_sessions,
             state_dir=app.state_dir,
             notify=reporter.note,
+            media=(options.file, *getattr(options, "more_files", ())),
+            writing=writing,
         )
     except StateError as err:
         if not optional:
@@ -185,9 +190,11 @@ def held_session(app: App, reporter, kind: str, path: str, options, optional: bo
 
 
 @contextmanager
-def session_reporter(app: App, reporter, kind: str, path: str, options, optional: bool = False) -> Iterator:
+def session_reporter(
+    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+) -> Iterator:
     """A session held while the block runs; yields the reporter that also counts its bytes."""
-    with held_session(app, reporter, kind, path, options, optional) as session:
+    with held_session(app, reporter, kind, path, options, optional, writing) as session:
         yield reporter if session is None else session.reporter(reporter)
 
 

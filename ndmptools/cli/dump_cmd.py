@@ -278,7 +278,7 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
     reporter = ConsoleReporter(app)
     shown = os.path.abspath(options.path) if options.restart is None else f"(context {options.restart})"
     try:
-        with session_reporter(app, reporter, "dump", shown, options) as counted:
+        with session_reporter(app, reporter, "dump", shown, options, writing=True) as counted:
             run = RunContext(counted)
             if options.restart is not None:
                 from ndmptools.engine.dump.restart import run_restart

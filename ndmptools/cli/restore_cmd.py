@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -515,9 +516,10 @@ def run_incremental(
     try:
         notes = ConsoleReporter(app)  # says that the run waits for a session, if it does
         where = os.path.abspath(target)
-        session = held.enter_context(
-            held_session(app, notes, "restore", where, waiting or RestoreOptions(""))
-        )
+        waiting = waiting or RestoreOptions("")
+        if plan_path is None:  # the media it reads; a plan's are known only once the history says
+            waiting = dataclasses.replace(waiting, file=files[0], more_files=files[1:])
+        session = held.enter_context(held_session(app, notes, "restore", where, waiting))
         targets = RestoreTargets(history.db)
         if plan_path is None:
             steps = [

@@ -40,12 +40,12 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from ndmptools.engine.config import load_config
 from ndmptools.engine.errors import UsageError
-from ndmptools.errors import SessionLimitReached, StateError
+from ndmptools.errors import MediaError, SessionLimitReached, StateError
 from ndmptools.state.db import default_state_dir
 
 __all__ = [
@@ -326,10 +326,20 @@ def _pad(record: dict) -> bytes:
 class Session:
     """Slots held for one dump, restore or copy; released on close or when the process ends."""
 
-    def __init__(self, kind: str, path: str, fds: list[int], limit: Limit) -> None:
+    def __init__(
+        self,
+        kind: str,
+        path: str,
+        fds: list[int],
+        limit: Limit,
+        media: tuple[str, ...] = (),
+        writing: bool = False,
+    ) -> None:
         self.id = secrets.token_hex(4)
         self.kind = kind
         self.path = path
+        self.media = media
+        self.writing = writing
         self.pid = os.getpid()
         self.started = time.time()
         self.limit = limit
@@ -351,6 +361,8 @@ class Session:
             "pid": self.pid,
             "started": self.started,
             "bytes": self.bytes,
+            "media": list(self.media),
+            "writing": self.writing,
         }
 
     def add_bytes(self, count: int) -> None:
@@ -442,7 +454,33 @@ def _refusal(kind: str, path: str, slots: int, limit: Limit, held: list[dict], w
     return line + "; --wait waits for a free one"
 
 
-def _try_take(directory: str, slots: int, limit: Limit) -> tuple[list[int] | None, list[dict]]:
+def media_key(spec: str) -> str | None:
+    """What two sessions naming the same media share: the resolved path (None: stdin/stdout, auto)."""
+    if spec in ("-", "", "auto"):
+        return None
+    if spec.startswith("vtape:"):
+        return "vtape:" + os.path.realpath(spec[len("vtape:") :])
+    return os.path.realpath(spec)
+
+
+def _check_media(media: tuple[str, ...], writing: bool, held: list[dict]) -> None:
+    """Refuse media another session writes, or that this one would write while another uses it."""
+    if not media:
+        return
+    for record in held:
+        theirs = record.get("media") or []
+        if not (writing or record.get("writing")):
+            continue  # readers share: a file is read by many, a tape drive refuses a second open itself
+        for spec in set(media) & set(theirs):
+            raise MediaError(
+                f"{spec} is in use by the {record.get('kind', '?')} of {record.get('path', '?')} "
+                f"(pid {record.get('pid', '?')}, session {record.get('id', '?')}): one session per medium"
+            )
+
+
+def _try_take(
+    directory: str, slots: int, limit: Limit, media: tuple[str, ...] = (), writing: bool = False
+) -> tuple[list[int] | None, list[dict]]:
     """Under the exclusive lock: ``slots`` free slot fds, or None and the records of those in use."""
     free: list[int] = []
     held: list[dict] = []
@@ -457,6 +495,7 @@ def _try_take(directory: str, slots: int, limit: Limit) -> tuple[list[int] | Non
                 free.append(fd)
             else:
                 os.close(fd)
+        _check_media(media, writing, held)
         if len(held) + slots > limit.value:
             for fd in free:
                 os.close(fd)
@@ -472,9 +511,11 @@ def _try_take(directory: str, slots: int, limit: Limit) -> tuple[list[int] | Non
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new, and we hold the directory's lock
             free.append(fd)
         return free, held
-    except OSError as err:
+    except BaseException as err:
         for fd in free:
             os.close(fd)
+        if not isinstance(err, OSError):
+            raise
         raise StateError(f"cannot use the session directory {directory}: {err.strerror}") from None
 
 
@@ -487,12 +528,16 @@ def acquire(
     state_dir: str | None = None,
     notify: Callable[[str], None] | None = None,
     limit: Limit | None = None,
+    media: Iterable[str] = (),
+    writing: bool = False,
 ) -> Session:
     """Take ``slots`` slots for a session (all or none); the caller releases it (or uses ``hold``).
 
     ``wait``: None or 0 fails at once when the limit is reached (SessionLimitReached), a number
     of seconds waits that long, math.inf waits until a slot frees. ``notify`` hears, once, that
     the session waits and why. ``limit`` replaces the one the machine and the config give (tests).
+    ``media`` are the media specs it uses (``writing``: a dump's): a medium another session
+    writes, or one this session would write while another uses it, is refused (MediaError).
     """
     if kind not in KINDS:
         raise UsageError(f"no session kind {kind!r} (one of {', '.join(KINDS)})")
@@ -504,6 +549,7 @@ def acquire(
             f"the {kind} of {path} needs {slots} sessions at once, and the limit is {limit.describe()}"
         )
     directory = _sessions_dir(state_dir)
+    keys = tuple(dict.fromkeys(k for k in map(media_key, media) if k is not None))
     wait = wait or 0.0
     if wait < 0 or math.isnan(wait):
         raise UsageError("--wait takes a number of seconds, 0 or more")
@@ -511,9 +557,9 @@ def acquire(
     told = False
     while True:
         with _locked(directory, fcntl.LOCK_EX, create=True):
-            fds, held = _try_take(directory, slots, limit)
+            fds, held = _try_take(directory, slots, limit, keys, writing)
             if fds is not None:
-                session = Session(kind, path, fds, limit)
+                session = Session(kind, path, fds, limit, keys, writing)
                 session.flush()  # the record is there before the directory's lock is let go
                 return session
         now = time.monotonic()
@@ -539,9 +585,11 @@ def hold(
     state_dir: str | None = None,
     notify: Callable[[str], None] | None = None,
     limit: Limit | None = None,
+    media: Iterable[str] = (),
+    writing: bool = False,
 ) -> Iterator[Session]:
     """``with hold("dump", path) as session:`` — the slots for as long as the block runs."""
-    session = acquire(kind, path, slots, wait, force, state_dir, notify, limit)
+    session = acquire(kind, path, slots, wait, force, state_dir, notify, limit, media, writing)
     try:
         yield session
     finally:
