@@ -77,6 +77,6 @@ EXIT_CODES = (
     (9, "chain error (an incremental without its base, or applied out of order)"),
     (10, "snapshot error (a snapshot cannot be made, found or removed)"),
     (DIFFERENCES_FOUND, "differences found (restore -C: the tree does not match the dump)"),
-    (12, "session limit reached (as many dumps and restores run as allowed: see `ndmptools sessions`)"),
+    (12, "session limit reached (as many dumps and restores run as allowed; ndmptools sessions lists them)"),
     (130, "interrupted"),
 )
