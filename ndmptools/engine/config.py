@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 
 from ndmptools.engine.errors import UsageError
+from ndmptools.errors import StateError
 
 CONFIG_NAME = "config.toml"
 
@@ -46,8 +47,8 @@ def load_config(state_dir: str) -> Config:
             data = tomllib.load(f)
     except FileNotFoundError:
         return Config(path)
-    except OSError as err:
-        raise UsageError(f"cannot read the settings file {path}: {err.strerror}") from None
+    except OSError as err:  # the state directory is not this user's: a state problem, not a usage one
+        raise StateError(f"cannot read the settings file {path}: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"the settings file {path} is not TOML: {err}") from None
     for key, value in data.items():
