@@ -9,6 +9,7 @@ each dump whole, and every restore equal to its source.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -110,8 +111,12 @@ class Batch:
             if how == "read":
                 with open(fifo, "rb") as source, open(path, "wb") as sink:
                     shutil.copyfileobj(source, sink)
-            else:
-                with open(fifo, "wb") as sink, open(path, "rb") as source:
+            else:  # a restore may close its input once it has read the end of the dump
+                with (
+                    contextlib.suppress(BrokenPipeError),
+                    open(fifo, "wb") as sink,
+                    open(path, "rb") as source,
+                ):
                     shutil.copyfileobj(source, sink)
 
         for fifo, job in self.copies:

@@ -7,6 +7,7 @@ opens the other end; a refused one ends at once with exit code 12.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -327,8 +328,8 @@ def test_one_more_than_the_limit_is_refused(procs, tree, tmp_path):
     ]
     for reader in readers:
         reader.start()
-    if started[-1] is not refused:
-        with open(restore_input, "wb") as f:
+    if started[-1] is not refused:  # the restore may close its input once it has read the dump's end
+        with contextlib.suppress(BrokenPipeError), open(restore_input, "wb") as f:
             f.write(dumped.read_bytes())
     for reader in readers:
         reader.join(60)
