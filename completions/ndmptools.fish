@@ -26,6 +26,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set cmd 'ndmptools restore'
             case 'ndmptools/serve'
                 set cmd 'ndmptools serve'
+            case 'ndmptools/sessions'
+                set cmd 'ndmptools sessions'
             case 'ndmptools chain/find'
                 set cmd 'ndmptools chain find'
             case 'ndmptools chain/plan'
@@ -54,13 +56,15 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools devices/--state-dir'
                 set skip 1
-            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/-E' 'ndmptools dump/--env' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
+            case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/-E' 'ndmptools dump/--env' 'ndmptools dump/--device' 'ndmptools dump/--wait' 'ndmptools dump/--state-dir'
                 set skip 1
             case 'ndmptools ndmpcopy/-level' 'ndmptools ndmpcopy/--level' 'ndmptools ndmpcopy/-b' 'ndmptools ndmpcopy/--blocking-factor' 'ndmptools ndmpcopy/--snapshot-provider' 'ndmptools ndmpcopy/--ssh' 'ndmptools ndmpcopy/--remote-command' 'ndmptools ndmpcopy/--state-dir'
                 set skip 1
-            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
+            case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--wait' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
             case 'ndmptools serve/--listen' 'ndmptools serve/--auth' 'ndmptools serve/--credentials' 'ndmptools serve/--config' 'ndmptools serve/--max-sessions' 'ndmptools serve/--state-dir'
+                set skip 1
+            case 'ndmptools sessions/--state-dir'
                 set skip 1
         end
     end
@@ -80,6 +84,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'dump' -d 'Back up PAT
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'ndmpcopy' -d 'Copy the directory SRC into DST: a dump piped into a restore -r, with nothing staged on disk'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'restore' -d 'Restore the dump on MEDIA into DIR: all of it, or only the PATHs named'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'serve' -d 'Serve NDMP version 4 (CONNECT, CONFIG, DATA, TAPE, MOVER) to a backup application'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'sessions' -d 'The sessions running now (id, kind, path, pid, start, bytes so far) and the limit'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'version' -d 'Show the version and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
@@ -167,6 +172,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'checkpoint-inter
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'E' -l 'env' -x -d 'An NDMP environment variable (FILESYSTEM, HIST, LEVEL, UPDATE); Y/N also as T/F. Repeatable.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'device' -x -d 'The tape drive with this serial number (see `ndmptools devices`).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'no-prompt' -d 'Never ask for the next volume: fail cleanly instead (for cron).'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'wait' -x -d 'When as many sessions run as allowed (see `ndmptools sessions`), wait for one to end: up to SECONDS (--wait=30), or as long as it takes (--wait); without it, fail at once.'
+complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'force-sessions' -d 'Accept a max_sessions in the settings file above what this machine\'s memory allows.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
@@ -202,6 +209,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'original' -d 
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'rename' -x -d 'Restore OLD (a path in the dump) as NEW (a path in DIR), EXTRACT=E; repeatable.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'force' -d 'Skip the check for room (the data plus 100 MiB, and inodes) before writing (FORCE=Y); the restore stops cleanly when DIR fills up.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'E' -l 'env' -x -d 'An NDMP environment variable (DIRECT, EXTRACT, FORCE); Y/N also as T/F. Repeatable.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'wait' -x -d 'When as many sessions run as allowed (see `ndmptools sessions`), wait for one to end: up to SECONDS (--wait=30), or as long as it takes (--wait); without it, fail at once.'
+complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'force-sessions' -d 'Accept a max_sessions in the settings file above what this machine\'s memory allows.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'r' -l 'incremental' -d 'Apply a dump of an increment chain on top of the earlier ones restored into DIR.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'plan' -x -d 'Apply, with -r, every dump `ndmptools chain plan PATH` lists, in order (needs no -f).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'at' -x -d 'With --plan: PATH as it was at this date.'
@@ -223,3 +232,10 @@ complete -c ndmptools -n '__ndmptools_using ndmptools serve' -s 'v' -l 'verbose'
 complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'debug' -d 'Show the traceback of an error.'
 complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools serve' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools sessions' -s 'h' -l 'help' -d 'Show this message and exit.'

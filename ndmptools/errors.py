@@ -55,6 +55,12 @@ class SnapshotError(NdmpToolsError):
     exit_code = 10
 
 
+class SessionLimitReached(NdmpToolsError):
+    """As many dump and restore sessions run as the machine allows: try again later, or --wait."""
+
+    exit_code = 12
+
+
 # restore -C found the tree different from the dump: a result, neither a warning nor an error.
 DIFFERENCES_FOUND = 11
 
@@ -71,5 +77,6 @@ EXIT_CODES = (
     (9, "chain error (an incremental without its base, or applied out of order)"),
     (10, "snapshot error (a snapshot cannot be made, found or removed)"),
     (DIFFERENCES_FOUND, "differences found (restore -C: the tree does not match the dump)"),
+    (12, "session limit reached (as many dumps and restores run as allowed; ndmptools sessions lists them)"),
     (130, "interrupted"),
 )

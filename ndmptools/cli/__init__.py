@@ -18,6 +18,7 @@ from ndmptools.cli.ndmpcopy_cmd import ndmpcopy
 from ndmptools.cli.output import App, OutputClosed
 from ndmptools.cli.restore_cmd import restore
 from ndmptools.cli.serve_cmd import serve
+from ndmptools.cli.sessions_cmd import sessions
 from ndmptools.errors import EXIT_CODES, NdmpToolsError
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
@@ -39,6 +40,7 @@ cli.add_command(contexts)
 cli.add_command(chain)
 cli.add_command(devices)
 cli.add_command(serve)
+cli.add_command(sessions)
 
 
 def _terminated(signum: int, frame) -> None:

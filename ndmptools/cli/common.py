@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -124,6 +127,75 @@ def media_options(function):
     ):
         function = decorator(function)
     return function
+
+
+def session_options(function):
+    """--wait[=SECONDS] and --force-sessions: what to do when the session limit is reached."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--wait",
+                "session_wait",
+                type=click.FloatRange(min=0),
+                is_flag=False,
+                flag_value=math.inf,
+                default=None,
+                metavar="[SECONDS]",
+                help="When as many sessions run as allowed (see `ndmptools sessions`), wait for one to "
+                "end: up to SECONDS (--wait=30), or as long as it takes (--wait); without it, fail at once.",
+            ),
+            click.option(
+                "--force-sessions",
+                is_flag=True,
+                help="Accept a max_sessions in the settings file above what this machine's memory allows.",
+            ),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+@contextmanager
+def held_session(
+    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+) -> Iterator:
+    """Hold a session slot while the block runs (the Session, or None when not counted).
+
+    ``optional``: a state directory that cannot be used only costs the count (a note), as a
+    restore without a dump history still restores. The media are the options' -f files;
+    ``writing`` says they are written (a dump), so that no other session may use them meanwhile.
+    """
+    from ndmptools.engine import sessions
+    from ndmptools.errors import StateError
+
+    try:
+        session = sessions.acquire(
+            kind,
+            path,
+            wait=options.session_wait,
+            force=options.force_sessions,
+            state_dir=app.state_dir,
+            notify=reporter.note,
+            media=(options.file, *getattr(options, "more_files", ())),
+            writing=writing,
+        )
+    except StateError as err:
+        if not optional:
+            raise
+        reporter.note(f"this {kind} is not counted among the sessions ({err.message})")
+        yield None
+        return
+    with session:
+        yield session
+
+
+@contextmanager
+def session_reporter(
+    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+) -> Iterator:
+    """A session held while the block runs; yields the reporter that also counts its bytes."""
+    with held_session(app, reporter, kind, path, options, optional, writing) as session:
+        yield reporter if session is None else session.reporter(reporter)
 
 
 def open_history(app: App):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import click
@@ -13,6 +14,8 @@ from ndmptools.cli.common import (
     media_request,
     open_history,
     output_options,
+    session_options,
+    session_reporter,
 )
 from ndmptools.cli.output import App, ConsoleReporter, finish
 from ndmptools.engine.errors import UsageError
@@ -128,6 +131,7 @@ class SizeType(click.ParamType):
 )
 @environment_option("dump")
 @media_options
+@session_options
 @click.argument("path", required=False, type=click.Path(file_okay=True, dir_okay=True))
 @output_options
 @click.pass_context
@@ -150,6 +154,8 @@ def dump(
     environment: tuple[str, ...],
     device: str | None,
     no_prompt: bool,
+    session_wait: float | None,
+    force_sessions: bool,
     path: str | None,
 ) -> int:
     """Back up PATH (a file system, a subtree or a single file) to MEDIA.
@@ -168,6 +174,9 @@ def dump(
     mark names a live restore) is left out with a warning, and the next
     dumps of PATH take it; a mark whose restore died is dumped, with a
     warning that the file may be incomplete.
+    Each dump holds a session: at most as many run at once as the
+    machine's memory allows (see `ndmptools sessions`); one more fails at
+    once with exit code 12, or waits with --wait.
     At the end of a tape the dump goes on to the next volume: the next
     cartridge of a library, or the next tape the operator loads.
     A dump stopped while writing files (a signal, a media error, a crash)
@@ -242,6 +251,8 @@ def dump(
         state_dir=app.state_dir,
         restart=restart,
         checkpoint_interval=checkpoint_interval,
+        session_wait=session_wait,
+        force_sessions=force_sessions,
     )
     if commit_from_stdin and (file != "-" or restart is not None):
         raise click.UsageError("--commit-from-stdin is for a dump to standard output (-f -), not a restart")
@@ -278,22 +289,24 @@ def run_dump(options: DumpOptions, app: App, commit_from_stdin: bool = False) ->
     history = open_history(app)  # the dump history, and the contexts of restartable dumps
     contexts = ContextStore(history.db)
     reporter = ConsoleReporter(app)
-    run = RunContext(reporter)
+    shown = os.path.abspath(options.path) if options.restart is None else f"(context {options.restart})"
     try:
-        if options.restart is not None:
-            from ndmptools.engine.dump.restart import run_restart
+        with session_reporter(app, reporter, "dump", shown, options, writing=True) as counted:
+            run = RunContext(counted)
+            if options.restart is not None:
+                from ndmptools.engine.dump.restart import run_restart
 
-            return run_restart(options, lambda: open_medium(request), run, history, contexts)
-        if commit_from_stdin:
-            from ndmptools.engine.copy import await_commit
-            from ndmptools.media.stream import ConfirmedMedium
+                return run_restart(options, lambda: open_medium(request), run, history, contexts)
+            if commit_from_stdin:
+                from ndmptools.engine.copy import await_commit
+                from ndmptools.media.stream import ConfirmedMedium
 
-            def open_confirmed():
-                place = {"spec": "ndmpcopy", "file_number": 1}
-                return ConfirmedMedium(open_medium(request), await_commit, place)
+                def open_confirmed():
+                    place = {"spec": "ndmpcopy", "file_number": 1}
+                    return ConfirmedMedium(open_medium(request), await_commit, place)
 
-            return engine_dump(options, open_confirmed, run, history)  # a stream: no context to restart
-        return engine_dump(options, lambda: open_medium(request), run, history, contexts=contexts)
+                return engine_dump(options, open_confirmed, run, history)  # a stream: no context to restart
+            return engine_dump(options, lambda: open_medium(request), run, history, contexts=contexts)
     finally:
         reporter.close()
         if history is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -12,10 +15,13 @@ from ndmptools.cli.chain_cmd import DateType
 from ndmptools.cli.common import (
     environment_fields,
     environment_option,
+    held_session,
     media_options,
     media_request,
     open_history,
     output_options,
+    session_options,
+    session_reporter,
 )
 from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, summary_line
 from ndmptools.engine.errors import TargetError
@@ -110,6 +116,7 @@ if TYPE_CHECKING:  # the engine is imported when a restore runs, not for --help
     "the restore stops cleanly when DIR fills up.",
 )
 @environment_option("restore")
+@session_options
 @click.option(
     "-r",
     "--incremental",
@@ -142,6 +149,8 @@ def restore(
     renames: tuple[str, ...],
     force: bool,
     environment: tuple[str, ...],
+    session_wait: float | None,
+    force_sessions: bool,
     incremental: bool,
     plan_path: str | None,
     at: float | None,
@@ -154,6 +163,9 @@ def restore(
     that would reach outside DIR are refused with a warning. A dump on
     several volumes is read in order: the next cartridge of a library, the
     next -f file, or the tape the operator is asked for.
+    A restore, a listing from MEDIA (-t) and a compare (-C) each hold a
+    session, as a dump does (see `ndmptools sessions`): they read the whole
+    dump from the media. A listing from the file history (--catalog) does not.
     Each regular file carries the extended attribute user.ndmptools.restoring
     from the moment it is created until its data, size, owner, mode and
     times are in, so that a dump taken meanwhile leaves it out.
@@ -231,7 +243,17 @@ def restore(
             raise click.UsageError("--plan finds the media in the dump history: give no -f with it")
         if plan_path is None and at is not None:
             raise click.UsageError("--at goes with --plan")
-        return run_incremental(app, files, file_number, device, not no_prompt, target or ".", plan_path, at)
+        return run_incremental(
+            app,
+            files,
+            file_number,
+            device,
+            not no_prompt,
+            target or ".",
+            plan_path,
+            at,
+            RestoreOptions("", session_wait=session_wait, force_sessions=force_sessions),
+        )
     if not files:
         raise click.UsageError("Missing option '-f' / '--file'.")
     if from_catalog and not list_only:
@@ -243,7 +265,13 @@ def restore(
     if original and target is not None:
         raise click.UsageError("--original restores where the dump was taken from: give no -D with it")
     media = dict(
-        file=files[0], more_files=files[1:], file_number=file_number, device=device, prompt=not no_prompt
+        file=files[0],
+        more_files=files[1:],
+        file_number=file_number,
+        device=device,
+        prompt=not no_prompt,
+        session_wait=session_wait,
+        force_sessions=force_sessions,
     )
     if compare:
         return run_compare(CompareOptions(tree=target, paths=paths, **media), app)
@@ -297,9 +325,13 @@ def run_restore(options: RestoreOptions, app: App) -> RestoreResult:
         history = open_history(app)
     except StateError as err:
         app.stderr.write(f"ndmptools: note: no file history ({err.message})\n")
+    shown = "(the original place)" if options.original else os.path.abspath(options.target)
     try:
-        with open_medium(media_request(options, "r")) as medium:
-            return engine_restore(options, medium, RunContext(reporter), history)
+        with (
+            session_reporter(app, reporter, "restore", shown, options, optional=True) as counted,
+            open_medium(media_request(options, "r")) as medium,
+        ):
+            return engine_restore(options, medium, RunContext(counted), history)
     finally:
         reporter.close()
         if history is not None:
@@ -331,10 +363,14 @@ def run_compare(options: CompareOptions, app: App) -> int:
     def emit_text(difference: Difference) -> None:
         click.echo(difference.describe())
 
+    shown = os.path.abspath(options.tree) if options.tree is not None else options.file
     try:
-        with open_medium(media_request(options, "r")) as medium:
+        with (
+            session_reporter(app, reporter, "compare", shown, options, optional=True) as counted,
+            open_medium(media_request(options, "r")) as medium,
+        ):
             result = engine_compare(
-                options, medium, RunContext(reporter), history, emit_json if app.json else emit_text
+                options, medium, RunContext(counted), history, emit_json if app.json else emit_text
             )
         if app.json:
             rest = json.dumps(result.as_dict(), indent=2, sort_keys=True).removeprefix("{\n")
@@ -392,8 +428,11 @@ def run_list(options: ListOptions, app: App, from_catalog: bool = False) -> RunS
             finally:
                 history.db.close()
         else:
-            with open_medium(media_request(options, "r")) as medium:
-                stats = engine_list(options, medium, RunContext(reporter), emit)
+            with (
+                session_reporter(app, reporter, "list", options.file, options, optional=True) as counted,
+                open_medium(media_request(options, "r")) as medium,
+            ):
+                stats = engine_list(options, medium, RunContext(counted), emit)
         if app.json:
             click.echo("[]" if first else "\n]")
     except BrokenPipeError:
@@ -461,15 +500,26 @@ def run_incremental(
     target: str,
     plan_path: str | None,
     at: float | None,
+    waiting: RestoreOptions | None = None,
 ) -> int:
-    """restore -r: one dump (-f), or every dump of a chain plan, applied to TARGET in order."""
+    """restore -r: one dump (-f), or every dump of a chain plan, applied to TARGET in order.
+
+    The whole run holds one session (``waiting``: its --wait and --force-sessions).
+    """
     from ndmptools.engine import chain as chains
     from ndmptools.engine.restore.incremental import apply_dump
     from ndmptools.media import open_medium
     from ndmptools.state.symtab import RestoreTargets
 
     history = open_history(app)
+    held = contextlib.ExitStack()
     try:
+        notes = ConsoleReporter(app)  # says that the run waits for a session, if it does
+        where = os.path.abspath(target)
+        waiting = waiting or RestoreOptions("")
+        if plan_path is None:  # the media it reads; a plan's are known only once the history says
+            waiting = dataclasses.replace(waiting, file=files[0], more_files=files[1:])
+        session = held.enter_context(held_session(app, notes, "restore", where, waiting))
         targets = RestoreTargets(history.db)
         if plan_path is None:
             steps = [
@@ -499,7 +549,7 @@ def run_incremental(
         results, warnings = [], 0
         for options, label in zip(steps, labels, strict=True):
             reporter = ConsoleReporter(app)
-            run = RunContext(reporter)
+            run = RunContext(reporter if session is None else session.reporter(reporter))
             try:
                 with open_medium(media_request(options, "r")) as medium:
                     applied = apply_dump(options, medium, run, targets, history)
@@ -523,6 +573,7 @@ def run_incremental(
             if not app.json and not app.quiet:
                 click.echo(summary_line(f"restore -r ({label})", run.stats), file=app.stderr)
     finally:
+        held.close()
         history.db.close()
     if app.json:
         click.echo(json.dumps({"target": target, "applied": results}, indent=2, sort_keys=True))

@@ -30,6 +30,8 @@ class DumpOptions:
     checkpoint_interval: float = 5.0  # seconds of pass IV between checkpoints of a restartable dump
     file_history: bool = True  # HIST=Y: every entry and its place on media go to the catalog
     restore_marks: bool = True  # leave out files a running restore marks (off: benchmarks only)
+    session_wait: float | None = None  # --wait: seconds to wait for a session slot (inf: forever)
+    force_sessions: bool = False  # accept a max_sessions above what the memory allows
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class RestoreOptions:
     force: bool = False  # FORCE=Y: no check for room first; stop cleanly when the target is full
     original: bool = False  # into the directory the dump was taken from, not ``target``
     mark_files: bool = True  # each regular file carries the restore mark until complete (off: benchmarks)
+    session_wait: float | None = None
+    force_sessions: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class ListOptions:
     device: str | None = None
     prompt: bool = True
     long: bool = False  # --long: mode, owner, times, flags and what the extended attributes say
+    session_wait: float | None = None
+    force_sessions: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class CompareOptions:
     file_number: int | None = None
     device: str | None = None
     prompt: bool = True
+    session_wait: float | None = None
+    force_sessions: bool = False
 
 
 @dataclass(frozen=True)

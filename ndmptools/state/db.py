@@ -189,8 +189,22 @@ class StateDB:
         """Written by a newer ndmptools: readable, but nothing may be based on it or added to it."""
         return self.version > SCHEMA_VERSION
 
+    def _stored_version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return 0  # a new database
+            raise
+        return int(row[0]) if row else 0
+
     def _migrate(self) -> int:
-        with self.transaction():
+        # Read first: a database that needs nothing is opened without a write transaction, so
+        # that opening never waits for another process's writes (WAL lets readers through).
+        version = self._stored_version()
+        if version >= SCHEMA_VERSION:
+            return version
+        with self.transaction():  # looked at again under the write lock: another may have migrated
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
