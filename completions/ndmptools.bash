@@ -60,7 +60,7 @@ _ndmptools() {
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--snapshot' | 'ndmptools dump/--snapshot-provider' | 'ndmptools dump/--restart' | 'ndmptools dump/--checkpoint-interval' | 'ndmptools dump/-E' | 'ndmptools dump/--env' | 'ndmptools dump/--device' | 'ndmptools dump/--wait' | 'ndmptools dump/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
-            'ndmptools ndmpcopy/-level' | 'ndmptools ndmpcopy/--level' | 'ndmptools ndmpcopy/-b' | 'ndmptools ndmpcopy/--blocking-factor' | 'ndmptools ndmpcopy/--snapshot-provider' | 'ndmptools ndmpcopy/--ssh' | 'ndmptools ndmpcopy/--remote-command' | 'ndmptools ndmpcopy/--state-dir')
+            'ndmptools ndmpcopy/-level' | 'ndmptools ndmpcopy/--level' | 'ndmptools ndmpcopy/-b' | 'ndmptools ndmpcopy/--blocking-factor' | 'ndmptools ndmpcopy/--snapshot-provider' | 'ndmptools ndmpcopy/--ssh' | 'ndmptools ndmpcopy/--remote-command' | 'ndmptools ndmpcopy/--wait' | 'ndmptools ndmpcopy/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-D' | 'ndmptools restore/--target' | 'ndmptools restore/--rename' | 'ndmptools restore/-E' | 'ndmptools restore/--env' | 'ndmptools restore/--wait' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
@@ -108,7 +108,7 @@ _ndmptools() {
         'ndmptools contexts show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval -E --env --device --no-prompt --wait --force-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools ndmpcopy/-'*) _ndmptools_offer "$cur" -level --level -b --blocking-factor --snapshot-provider --ssh --remote-command --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools ndmpcopy/-'*) _ndmptools_offer "$cur" -level --level -b --blocking-factor --snapshot-provider --ssh --remote-command --wait --force-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list -l --long --catalog --no-direct --original --rename --force -E --env --wait --force-sessions -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools serve/-'*) _ndmptools_offer "$cur" --listen --auth --credentials --config --allow-remote --max-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools sessions/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;

@@ -58,7 +58,7 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/-E' 'ndmptools dump/--env' 'ndmptools dump/--device' 'ndmptools dump/--wait' 'ndmptools dump/--state-dir'
                 set skip 1
-            case 'ndmptools ndmpcopy/-level' 'ndmptools ndmpcopy/--level' 'ndmptools ndmpcopy/-b' 'ndmptools ndmpcopy/--blocking-factor' 'ndmptools ndmpcopy/--snapshot-provider' 'ndmptools ndmpcopy/--ssh' 'ndmptools ndmpcopy/--remote-command' 'ndmptools ndmpcopy/--state-dir'
+            case 'ndmptools ndmpcopy/-level' 'ndmptools ndmpcopy/--level' 'ndmptools ndmpcopy/-b' 'ndmptools ndmpcopy/--blocking-factor' 'ndmptools ndmpcopy/--snapshot-provider' 'ndmptools ndmpcopy/--ssh' 'ndmptools ndmpcopy/--remote-command' 'ndmptools ndmpcopy/--wait' 'ndmptools ndmpcopy/--state-dir'
                 set skip 1
             case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--wait' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
@@ -187,6 +187,8 @@ complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'b' -l 'block
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot SRC; auto picks from its file system, none copies it live.'
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'ssh' -x -d 'How to run ssh for a host:path side, split as a shell would (env NDMPTOOLS_SSH), e.g. \'ssh -p 2222 -i KEY\'.'
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'remote-command' -x -d 'What the far side runs for ndmptools: a shell command, e.g. \'NDMPTOOLS_STATE_DIR=/srv/state /opt/ndmptools/bin/ndmptools\'.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'wait' -x -d 'When as many sessions run as allowed (see `ndmptools sessions`), wait for one to end: up to SECONDS (--wait=30), or as long as it takes (--wait); without it, fail at once.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'force-sessions' -d 'Accept a max_sessions in the settings file above what this machine\'s memory allows.'
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
 complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'

@@ -436,3 +436,33 @@ def test_one_session_per_medium_written(tmp_path):
         sessions.acquire("list", tape, state_dir=state, media=[tape], limit=low_limit(5)).release()
         with pytest.raises(MediaError, match="in use by the restore of /r"):
             sessions.acquire("dump", "/a", state_dir=state, media=[tape], writing=True, limit=low_limit(5))
+
+
+def test_a_local_ndmpcopy_holds_two_sessions(procs, tree, tmp_path):
+    """Limit 2: a copy here takes both slots, so a dump beside it is refused; with one held, so is it."""
+    procs.config("max_sessions = 2\n")
+    fifo = procs.fifo()
+    dump = procs.start("dump", "-f", fifo, str(tree))
+    procs.until(lambda: len(procs.running()) == 1)
+    refused = procs.run("ndmpcopy", "--snapshot-provider", "none", str(tree), str(tmp_path / "copy"))
+    assert refused.returncode == 12, refused.stderr.decode()
+    line = refused.stderr.decode().strip().splitlines()[-1]
+    assert "1 of 2 in use" in line and f"dump {tree} (pid {dump.pid})" in line
+    assert not (tmp_path / "copy").exists()
+    drain(fifo)
+    assert dump.wait(60) == 0
+
+    copied = procs.run("ndmpcopy", "--snapshot-provider", "none", str(tree), str(tmp_path / "copy"))
+    assert copied.returncode in (0, 1), copied.stderr.decode()
+    assert (tmp_path / "copy" / "sub" / "b").read_bytes() == b"b" * 9000
+    assert procs.running() == []
+
+
+def test_a_copy_counts_its_sides_that_run_here():
+    from ndmptools.engine.copy import local_sides
+    from ndmptools.engine.options import CopyOptions
+
+    assert local_sides(CopyOptions("/a", "/b")) == 2
+    assert local_sides(CopyOptions("host:/a", "/b")) == 1
+    assert local_sides(CopyOptions("/a", "user@host:/b")) == 1
+    assert local_sides(CopyOptions("h1:/a", "h2:/b")) == 1

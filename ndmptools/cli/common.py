@@ -157,26 +157,36 @@ def session_options(function):
 
 @contextmanager
 def held_session(
-    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+    app: App,
+    reporter,
+    kind: str,
+    path: str,
+    options,
+    optional: bool = False,
+    writing: bool = False,
+    slots: int = 1,
 ) -> Iterator:
     """Hold a session slot while the block runs (the Session, or None when not counted).
 
     ``optional``: a state directory that cannot be used only costs the count (a note), as a
     restore without a dump history still restores. The media are the options' -f files;
     ``writing`` says they are written (a dump), so that no other session may use them meanwhile.
+    ``slots``: how many sessions this run counts as (an ndmpcopy here: its dump and its restore).
     """
     from ndmptools.engine import sessions
     from ndmptools.errors import StateError
 
     try:
+        media = getattr(options, "file", None)
         session = sessions.acquire(
             kind,
             path,
+            slots,
             wait=options.session_wait,
             force=options.force_sessions,
             state_dir=app.state_dir,
             notify=reporter.note,
-            media=(options.file, *getattr(options, "more_files", ())),
+            media=(media, *getattr(options, "more_files", ())) if media else (),
             writing=writing,
         )
     except StateError as err:
@@ -191,10 +201,17 @@ def held_session(
 
 @contextmanager
 def session_reporter(
-    app: App, reporter, kind: str, path: str, options, optional: bool = False, writing: bool = False
+    app: App,
+    reporter,
+    kind: str,
+    path: str,
+    options,
+    optional: bool = False,
+    writing: bool = False,
+    slots: int = 1,
 ) -> Iterator:
     """A session held while the block runs; yields the reporter that also counts its bytes."""
-    with held_session(app, reporter, kind, path, options, optional, writing) as session:
+    with held_session(app, reporter, kind, path, options, optional, writing, slots) as session:
         yield reporter if session is None else session.reporter(reporter)
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ndmptools.cli.common import open_history, output_options
+from ndmptools.cli.common import open_history, output_options, session_options, session_reporter
 from ndmptools.cli.output import App, ConsoleReporter, finish
 from ndmptools.engine.errors import UsageError
 from ndmptools.engine.options import CopyOptions
@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the engine is imported when a copy runs, not for --help
     help="What the far side runs for ndmptools: a shell command, e.g. "
     "'NDMPTOOLS_STATE_DIR=/srv/state /opt/ndmptools/bin/ndmptools'.",
 )
+@session_options
 @click.argument("source", metavar="SRC")
 @click.argument("target", metavar="DST")
 @output_options
@@ -71,6 +72,8 @@ def ndmpcopy(
     snapshot_provider: str,
     ssh: str,
     remote_command: str,
+    session_wait: float | None,
+    force_sessions: bool,
     source: str,
     target: str,
 ) -> int:
@@ -87,6 +90,9 @@ def ndmpcopy(
     state directory of the side that restores. A copy that fails anywhere
     (the restore included) leaves no new base, so the next copy at that
     level does it again. The dump reads a snapshot of SRC as `dump` does.
+    A copy between two local paths holds two sessions (its dump and its
+    restore, see `ndmptools sessions`); with a far side, one here, and the
+    far side's ndmptools counts its own.
 
     \b
     Examples:
@@ -105,6 +111,8 @@ def ndmpcopy(
         ssh=ssh,
         remote_command=remote_command,
         state_dir=app.state_dir,
+        session_wait=session_wait,
+        force_sessions=force_sessions,
     )
     result = run_ndmpcopy(options, app)
     return finish(app, "ndmpcopy", result.stats, result.as_dict(), summary_extra(result))
@@ -122,12 +130,14 @@ def summary_extra(result: CopyResult) -> str:
 
 def run_ndmpcopy(options: CopyOptions, app: App) -> CopyResult:
     """Check the options, run the copy with the console's progress; the caller renders the result."""
-    from ndmptools.engine.copy import run_copy
+    from ndmptools.engine.copy import local_sides, run_copy
 
     if not options.remote_command.strip():
         raise UsageError("--remote-command cannot be empty")
     reporter = ConsoleReporter(app)
+    slots = local_sides(options)
     try:
-        return run_copy(options, RunContext(reporter), lambda: open_history(app))
+        with session_reporter(app, reporter, "ndmpcopy", options.source, options, slots=slots) as counted:
+            return run_copy(options, RunContext(counted), lambda: open_history(app))
     finally:
         reporter.close()

@@ -512,6 +512,16 @@ def _check_paths(source: Endpoint, target: Endpoint) -> tuple[str, str]:
 # -- the copy ------------------------------------------------------------------------------------------
 
 
+def local_sides(options: CopyOptions) -> int:
+    """How many sessions a copy counts as on this host: one per side that runs here (at least one).
+
+    A far side's dump or restore is counted by ndmptools there; a copy
+    between two far hosts still relays the stream here, so it counts once.
+    """
+    sides = sum(not parse_endpoint(end).remote for end in (options.source, options.target))
+    return max(1, sides)
+
+
 def run_copy(options: CopyOptions, run: RunContext, open_history: Callable[[], History]) -> CopyResult:
     """Copy ``options.source`` into ``options.target`` at ``options.level``.
 
@@ -532,10 +542,6 @@ def run_copy(options: CopyOptions, run: RunContext, open_history: Callable[[], H
             history.db.close()
     elif options.level == 0:
         _check_far_target(options, target.host, dst, run)
-    # Session slots: the copy takes two here, one for its dump and one for its restore, held from
-    # here to the end, e.g. `with sessions.hold(kind="ndmpcopy", path=str(source), slots=2, ...) as s:`
-    # around the branches below, with s.add_bytes(n) fed from the stream. A far side's dump or
-    # restore takes its own slot there.
     if not source.remote and not target.remote:
         return _copy_here(options, src, dst, run, open_history)
     if source.remote and not target.remote:

@@ -96,6 +96,8 @@ class CopyOptions:
     ssh: str = "ssh"  # the ssh command and its options, split as a shell would
     remote_command: str = "ndmptools"  # what the far side runs: a shell command prefix
     state_dir: str | None = None  # this side's state directory (the far side keeps its own)
+    session_wait: float | None = None  # when the session limit is reached: None fails, N waits N s
+    force_sessions: bool = False  # a max_sessions above the memory's limit is taken
 
 
 # -- the NDMP-style environment (-E NAME=VALUE) ------------------------------------------------
