@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass, field
 
 from ndmptools.errors import FormatError
@@ -41,6 +42,18 @@ _LAYOUT = struct.Struct("<iiiiIIii HhHHQ IIIIII 15I IIIII 8x i 512s 16s i 64s 64
 assert _LAYOUT.size == TP_BSIZE
 _WORDS = struct.Struct("<256I")
 CHECKSUM_OFFSET = 28
+
+if sys.byteorder == "little":
+
+    def _word_sum(block: bytes | bytearray | memoryview) -> int:
+        """The sum of the block's 256 little-endian 32-bit words (a native view: no tuple built)."""
+        return sum(memoryview(block).cast("I"))
+
+else:
+
+    def _word_sum(block: bytes | bytearray | memoryview) -> int:
+        return sum(_WORDS.unpack(block))
+
 
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
@@ -156,38 +169,83 @@ def _clamp_seconds(sec: int) -> int:
 
 def pack_header(h: Header) -> bytes:
     """The 1 KiB block for ``h``, magic and checksum included."""
-    ino = h.inode
-    a_sec, a_usec, a_sub = _split_time(ino.atime_ns)
-    m_sec, m_usec, m_sub = _split_time(ino.mtime_ns)
-    c_sec, c_usec, c_sub = _split_time(ino.ctime_ns)
-    db = [0] * 15
-    if ino.is_device:
-        db[0] = encode_rdev(ino.rdev_major, ino.rdev_minor)
-    spare = [0] * 30
-    present = 0
-    if ino.birth_ns is not None and ino.birth_ns >= 0:
-        present |= SPARE_BIRTH
-        b_sec, b_nsec = divmod(ino.birth_ns, 1_000_000_000)
-        spare[5], spare[6] = _clamp_seconds(b_sec), b_nsec
-    if ino.project_id is not None:
-        present |= SPARE_PROJECT
-        spare[7] = ino.project_id & 0xFFFFFFFF
-    if a_sub or m_sub or c_sub or present:
-        spare[0], spare[1], spare[2], spare[3], spare[4] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub, present
-    addr = h.raw_addr if h.raw_addr else h.addr
-    values = [
+    return _pack_block(
         h.type,
         h.date,
         h.ddate,
         h.volume,
-        h.tapea & 0xFFFFFFFF,
-        h.inumber & 0xFFFFFFFF,
+        h.tapea,
+        h.inumber,
+        h.inode,
+        h.count,
+        h.raw_addr if h.raw_addr else h.addr,
+        h.label,
+        h.level,
+        h.filesys,
+        h.dev,
+        h.host,
+        h.flags,
+        h.firstrec,
+        h.ntrec,
+        h.extattributes,
+    )
+
+
+def _pack_block(
+    c_type: int,
+    date: int,
+    ddate: int,
+    volume: int,
+    tapea: int,
+    inumber: int,
+    ino: InodeInfo,
+    count: int,
+    addr: bytes,
+    label: bytes,
+    level: int,
+    filesys: bytes,
+    dev: bytes,
+    host: bytes,
+    flags: int,
+    firstrec: int,
+    ntrec: int,
+    extattributes: int,
+) -> bytes:
+    """pack_header's work, from the fields themselves: a dump packs one per inode, no Header built."""
+    a_sec, a_usec, a_sub = _split_time(ino.atime_ns)
+    m_sec, m_usec, m_sub = _split_time(ino.mtime_ns)
+    c_sec, c_usec, c_sub = _split_time(ino.ctime_ns)
+    mode = ino.mode
+    db = _NO_DB
+    if mode & _S_IFMT in (_S_IFCHR, _S_IFBLK):
+        db = (encode_rdev(ino.rdev_major, ino.rdev_minor), *_NO_DB[1:])
+    spare = _NO_SPARE
+    present = 0
+    birth_ns = ino.birth_ns
+    if (birth_ns is not None and birth_ns >= 0) or ino.project_id is not None or a_sub or m_sub or c_sub:
+        spare = [0] * 30
+        if birth_ns is not None and birth_ns >= 0:
+            present |= SPARE_BIRTH
+            b_sec, b_nsec = divmod(birth_ns, 1_000_000_000)
+            spare[5], spare[6] = _clamp_seconds(b_sec), b_nsec
+        if ino.project_id is not None:
+            present |= SPARE_PROJECT
+            spare[7] = ino.project_id & 0xFFFFFFFF
+        spare[0], spare[1], spare[2], spare[3], spare[4] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub, present
+    uid, gid = ino.uid, ino.gid
+    block = _LAYOUT.pack(
+        c_type,
+        date,
+        ddate,
+        volume,
+        tapea & 0xFFFFFFFF,
+        inumber & 0xFFFFFFFF,
         NFS_MAGIC,
         0,
-        ino.mode & 0xFFFF,
+        mode & 0xFFFF,
         min(ino.nlink, 0x7FFF),
-        ino.uid & 0xFFFF,
-        ino.gid & 0xFFFF,
+        uid & 0xFFFF,
+        gid & 0xFFFF,
         ino.size,
         _clamp_seconds(a_sec),
         a_usec,
@@ -199,35 +257,39 @@ def pack_header(h: Header) -> bytes:
         ino.flags & 0xFFFFFFFF,
         min(ino.blocks, 0xFFFFFFFF),
         ino.generation & 0xFFFFFFFF,
-        ino.uid & 0xFFFFFFFF,
-        ino.gid & 0xFFFFFFFF,
-        h.count,
+        uid & 0xFFFFFFFF,
+        gid & 0xFFFFFFFF,
+        count,
         addr,
-        h.label[: LBLSIZE - 1],
-        h.level,
-        h.filesys[: NAMELEN - 1],
-        h.dev[: NAMELEN - 1],
-        h.host[: NAMELEN - 1],
-        h.flags,
-        h.firstrec,
-        h.ntrec,
-        h.extattributes,
+        label[: LBLSIZE - 1],
+        level,
+        filesys[: NAMELEN - 1],
+        dev[: NAMELEN - 1],
+        host[: NAMELEN - 1],
+        flags,
+        firstrec,
+        ntrec,
+        extattributes,
         *spare,
-    ]
-    block = bytearray(_LAYOUT.pack(*values))
-    set_checksum(block)
-    return bytes(block)
+    )
+    # The checksum word is 0 in ``block``: the one that makes the words sum to CHECKSUM goes in its place.
+    checksum = (CHECKSUM - _word_sum(block)) & 0xFFFFFFFF
+    return block[:CHECKSUM_OFFSET] + checksum.to_bytes(4, "little") + block[CHECKSUM_OFFSET + 4 :]
+
+
+_NO_DB = (0,) * 15
+_NO_SPARE = (0,) * 30
 
 
 def set_checksum(block: bytearray) -> None:
     """Make the 256 words of ``block`` sum to CHECKSUM (mod 2**32)."""
     struct.pack_into("<I", block, CHECKSUM_OFFSET, 0)
-    total = sum(_WORDS.unpack(block))
+    total = _word_sum(block)
     struct.pack_into("<I", block, CHECKSUM_OFFSET, (CHECKSUM - total) & 0xFFFFFFFF)
 
 
 def checksum_ok(block: bytes | memoryview) -> bool:
-    return sum(_WORDS.unpack(block)) & 0xFFFFFFFF == CHECKSUM
+    return _word_sum(block) & 0xFFFFFFFF == CHECKSUM
 
 
 def looks_like_header(block: bytes | memoryview) -> bool:
@@ -352,6 +414,9 @@ class HeaderPacker:
             host=host,
             ntrec=ntrec,
         )
+        # For inode_header, once per inode: the shared fields in _pack_block's order.
+        self._date, self._ddate, self._volume, self._level = date, ddate, volume, level
+        self._label, self._filesys, self._dev, self._host, self._ntrec = label, filesys, dev, host, ntrec
 
     def fields(self) -> dict:
         """The shared fields, as the constructor takes them (a restart packs the same headers)."""
@@ -411,18 +476,25 @@ class HeaderPacker:
         extattributes: int = 0,
     ) -> bytes:
         """TS_INODE or TS_ADDR for ``inumber`` with ``len(addr)`` c_addr entries."""
-        return pack_header(
-            Header(
-                type=record_type,
-                tapea=tapea,
-                inumber=inumber,
-                inode=inode,
-                count=len(addr),
-                addr=addr,
-                flags=DR_NEWINODEFMT | flags,
-                extattributes=extattributes,
-                **self._common,
-            )
+        return _pack_block(
+            record_type,
+            self._date,
+            self._ddate,
+            self._volume,
+            tapea,
+            inumber,
+            inode,
+            len(addr),
+            addr,
+            self._label,
+            self._level,
+            self._filesys,
+            self._dev,
+            self._host,
+            DR_NEWINODEFMT | flags,
+            0,
+            self._ntrec,
+            extattributes,
         )
 
     def end_header(self, tapea: int, inumber: int) -> bytes:
