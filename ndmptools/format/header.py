@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import sys
 from dataclasses import dataclass, field
 
 from ndmptools.errors import FormatError
@@ -43,16 +42,10 @@ assert _LAYOUT.size == TP_BSIZE
 _WORDS = struct.Struct("<256I")
 CHECKSUM_OFFSET = 28
 
-if sys.byteorder == "little":
 
-    def _word_sum(block: bytes | bytearray | memoryview) -> int:
-        """The sum of the block's 256 little-endian 32-bit words (a native view: no tuple built)."""
-        return sum(memoryview(block).cast("I"))
-
-else:
-
-    def _word_sum(block: bytes | bytearray | memoryview) -> int:
-        return sum(_WORDS.unpack(block))
+def _word_sum(block: bytes | bytearray | memoryview) -> int:
+    """The sum of the block's 256 little-endian 32-bit words (not reduced mod 2**32)."""
+    return sum(_WORDS.unpack(block))
 
 
 _S_IFMT = 0o170000
@@ -301,87 +294,79 @@ def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
     """Parse one header block; ``offset`` (its byte position on media) goes into errors."""
     if len(block) != TP_BSIZE:
         raise FormatError("short header block", offset)
-    magic = int.from_bytes(block[24:28], "little", signed=True)
-    if magic != NFS_MAGIC:
+    v = _LAYOUT.unpack(block)  # any 1 KiB unpacks: the magic and the checksum are judged next
+    if v[6] != NFS_MAGIC:
+        magic = v[6]
         if magic == OFS_MAGIC:
             raise FormatError("old-format (pre-4.4BSD) dump headers are not supported", offset)
         if int.from_bytes(block[24:28], "big", signed=True) == NFS_MAGIC:
             raise FormatError("big-endian dump images are not supported", offset)
         raise FormatError("no dump header here (bad magic number)", offset)
-    if not checksum_ok(block):
+    if _word_sum(block) & 0xFFFFFFFF != CHECKSUM:
         raise FormatError("dump header checksum mismatch", offset)
-    v = _LAYOUT.unpack(block)
-    (
-        c_type,
-        date,
-        ddate,
-        volume,
-        tapea,
-        inumber,
-        _magic,
-        _csum,
-        mode,
-        nlink,
-        _ouid,
-        _ogid,
-        size,
-        a_sec,
-        a_usec,
-        m_sec,
-        m_usec,
-        c_sec,
-        c_usec,
-    ) = v[:19]
-    db = v[19:34]
-    flags, blocks, gen, uid, gid = v[34:39]
-    count, raw_addr, label, level, filesys, dev, host = v[39:46]
-    c_flags, firstrec, ntrec, extattr = v[46:50]
-    spare = v[50:80]
+    # v: 0-7 c_type..c_checksum; 8-18 mode, nlink, ouid, ogid, size, a/m/c sec+usec; 19-33 db;
+    # 34-38 flags, blocks, gen, uid, gid; 39 count, 40 addr, 41 label, 42 level, 43-45 filesys,
+    # dev, host; 46-49 c_flags, firstrec, ntrec, extattributes; 50-79 spare.
     a_sub = m_sub = c_sub = present = 0
-    if spare[0] == NDMPTOOLS_SPARE_MAGIC:
-        a_sub, m_sub, c_sub = (min(x, 999) for x in spare[1:4])
-        present = spare[4]
+    if v[50] == NDMPTOOLS_SPARE_MAGIC:
+        a_sub, m_sub, c_sub, present = min(v[51], 999), min(v[52], 999), min(v[53], 999), v[54]
+    mode = v[8]
     inode = InodeInfo(
         mode=mode,
-        nlink=max(nlink, 0),
-        size=size,
-        atime_ns=(a_sec * 1_000_000 + min(a_usec, 999_999)) * 1000 + a_sub,
-        mtime_ns=(m_sec * 1_000_000 + min(m_usec, 999_999)) * 1000 + m_sub,
-        ctime_ns=(c_sec * 1_000_000 + min(c_usec, 999_999)) * 1000 + c_sub,
-        flags=flags,
-        blocks=blocks,
-        generation=gen,
-        uid=uid,
-        gid=gid,
-        birth_ns=spare[5] * 1_000_000_000 + min(spare[6], 999_999_999) if present & SPARE_BIRTH else None,
-        project_id=spare[7] if present & SPARE_PROJECT else None,
+        nlink=max(v[9], 0),
+        size=v[12],
+        atime_ns=(v[13] * 1_000_000 + min(v[14], 999_999)) * 1000 + a_sub,
+        mtime_ns=(v[15] * 1_000_000 + min(v[16], 999_999)) * 1000 + m_sub,
+        ctime_ns=(v[17] * 1_000_000 + min(v[18], 999_999)) * 1000 + c_sub,
+        flags=v[34],
+        blocks=v[35],
+        generation=v[36],
+        uid=v[37],
+        gid=v[38],
+        birth_ns=v[55] * 1_000_000_000 + min(v[56], 999_999_999) if present & SPARE_BIRTH else None,
+        project_id=v[57] if present & SPARE_PROJECT else None,
     )
-    if inode.is_device:
+    if mode & _S_IFMT in (_S_IFCHR, _S_IFBLK):
         # Linux dump copies ext4's i_block: the device is in word 0 (old
         # encoding) or, for large numbers, in word 1 (new encoding).
-        inode.rdev_major, inode.rdev_minor = decode_rdev(db[0] or db[1])
-    n = count if 0 <= count <= TP_NINDIR else 0
+        inode.rdev_major, inode.rdev_minor = decode_rdev(v[19] or v[20])
+    count = v[39]
+    raw_addr = v[40]
+    label, filesys, dev, host = _names(v[41], v[43], v[44], v[45])
     return Header(
-        type=c_type,
-        date=date,
-        ddate=ddate,
-        volume=volume,
-        tapea=tapea,
-        inumber=inumber,
+        type=v[0],
+        date=v[1],
+        ddate=v[2],
+        volume=v[3],
+        tapea=v[4],
+        inumber=v[5],
         inode=inode,
         count=count,
-        addr=raw_addr[:n],
-        label=label.split(b"\0", 1)[0],
-        level=level,
-        filesys=filesys.split(b"\0", 1)[0],
-        dev=dev.split(b"\0", 1)[0],
-        host=host.split(b"\0", 1)[0],
-        flags=c_flags,
-        firstrec=firstrec,
-        ntrec=ntrec,
-        extattributes=extattr,
+        addr=raw_addr[:count] if 0 <= count <= TP_NINDIR else b"",
+        label=label,
+        level=v[42],
+        filesys=filesys,
+        dev=dev,
+        host=host,
+        flags=v[46],
+        firstrec=v[47],
+        ntrec=v[48],
+        extattributes=v[49],
         raw_addr=raw_addr,
     )
+
+
+_last_names: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
+
+
+def _names(*raw: bytes) -> tuple[bytes, ...]:
+    """c_label, c_filesys, c_dev and c_host up to their NULs: every header of a dump repeats them."""
+    global _last_names
+    seen, parsed = _last_names
+    if raw != seen:
+        parsed = tuple(field.split(b"\0", 1)[0] for field in raw)
+        _last_names = (raw, parsed)
+    return parsed
 
 
 _PACKER_FIELDS = ("date", "ddate", "level", "label", "filesys", "dev", "host", "ntrec", "volume")
