@@ -16,9 +16,9 @@ import struct
 import time
 import zlib
 from array import array
-from heapq import merge
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from heapq import merge
 
 from ndmptools.state.catalog import drop_rows
 from ndmptools.state.db import StateDB
@@ -132,7 +132,8 @@ class InodeNumbers:
             pairs = sorted(zip(fs_inodes[start:end], media_inodes[start:end], strict=True))
             runs.append((array("Q", (p[0] for p in pairs)), array("I", (p[1] for p in pairs))))
             del pairs
-        ordered = zip(*runs[0], strict=True) if len(runs) == 1 else merge(*(zip(f, m) for f, m in runs))
+        runs_in_order = (zip(f, m, strict=True) for f, m in runs)
+        ordered = next(runs_in_order) if len(runs) == 1 else merge(*runs_in_order)
         keep_fs, keep_media = array("Q"), array("I")
         previous = None
         for fs, media in ordered:
