@@ -181,6 +181,7 @@ class Bench:
             print(
                 f"corpus: {a.files} small files (256 B-{a.max_size} B) in 200 folders, "
                 f"{a.large} x {a.large_mb} MiB, a sparse file, links",
+                file=sys.stderr,
                 flush=True,
             )
             make_corpus(self.tree, a.files, 200, a.large, a.large_mb, max_size=a.max_size)
