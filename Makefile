@@ -4,10 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: the format oracle, file systems, ACL/xattr tools, udev mocks,
 # the shells and man-page tools that check the generated completions and man pages, sshd and ssh
-# for ndmpcopy over ssh, and Amanda's ndmjob (amanda-server), the DMA the NDMP server is tested against.
-DEBIAN_TEST_PACKAGES := dump e2fsprogs xfsprogs acl attr btrfs-progs umockdev util-linux zsh fish groff-base man-db openssh-server openssh-client amanda-server
+# for ndmpcopy over ssh, Amanda's ndmjob (amanda-server), the DMA the NDMP server is tested
+# against, and GNU time, which the benchmark runner's own test needs for peak memory.
+DEBIAN_TEST_PACKAGES := dump e2fsprogs xfsprogs acl attr btrfs-progs umockdev util-linux zsh fish groff-base man-db openssh-server openssh-client amanda-server time
+# The peers `make bench` runs ndmptools against, the image tools Linux dump needs, GNU time for peak memory.
+DEBIAN_BENCH_PACKAGES := dump e2fsprogs tar util-linux time
+# e.g. make bench BENCH_ARGS='--quick', or '--files 1000000 --cases dump-small --repeat 1'
+BENCH_ARGS ?=
 
-.PHONY: demo test lint docs check-docs clean venv
+.PHONY: demo test bench lint docs check-docs clean venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,6 +43,17 @@ test: $(VENV)/.installed
 	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
 	fi
 	NDMPTOOLS_NO_SKIP=1 $(BIN)/python -m pytest
+
+# ndmptools against GNU tar and Linux dump/restore on the same corpus in one run: medians and ratios.
+bench: $(VENV)/.installed
+	@missing=""; for p in $(DEBIAN_BENCH_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	fi
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check ndmptools tests scripts

@@ -10,11 +10,12 @@ and a reformatted one does not.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+
+from ndmptools.engine.statx import libc
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -152,9 +153,8 @@ class _StatFs(ctypes.Structure):
 def statfs_fsid(path: str) -> str | None:
     """The kernel's f_fsid for the file system of ``path`` (ext4 and btrfs derive it from their UUID)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         buffer = _StatFs()
-        if libc.statfs(os.fsencode(path), ctypes.byref(buffer)) != 0:
+        if libc().statfs(os.fsencode(path), ctypes.byref(buffer)) != 0:
             return None
     except OSError:
         return None

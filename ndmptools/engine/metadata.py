@@ -89,6 +89,9 @@ FLAG_LETTERS = (
 _MARK = os.fsencode(MARK_XATTR)
 
 
+_FLAGS_BUFFER = bytes(8)
+
+
 def read_inode_flags(fd: int) -> int:
     """The chattr flags of an open file or directory (0 where the file system has none).
 
@@ -96,7 +99,7 @@ def read_inode_flags(fd: int) -> int:
     they are captured even before ndmptools restores them.
     """
     try:
-        raw = fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 8)
+        raw = fcntl.ioctl(fd, FS_IOC_GETFLAGS, _FLAGS_BUFFER)
     except OSError:
         return 0
     return struct.unpack_from("<I", raw)[0]
@@ -122,10 +125,13 @@ def flag_letters(flags: int) -> str:
 def read_project_id(fd: int) -> int | None:
     """The project id of an open file or directory; None where it has none (or it is 0, the default)."""
     try:
-        raw = fcntl.ioctl(fd, FS_IOC_FSGETXATTR, bytes(_FSXATTR.size))
+        raw = fcntl.ioctl(fd, FS_IOC_FSGETXATTR, _FSXATTR_BUFFER)
     except OSError:
         return None
     return _FSXATTR.unpack(raw)[3] or None
+
+
+_FSXATTR_BUFFER = bytes(_FSXATTR.size)  # ioctl copies an immutable buffer: one serves every call
 
 
 def set_project_id(fd: int, project_id: int) -> None:
@@ -200,7 +206,8 @@ _TIME_LIMIT_NS = (MAX_INODE_TIME + 1) * 1_000_000_000
 
 def times_fit_format(info: InodeInfo) -> bool:
     """The format keeps unsigned 32-bit seconds (1970 to 2106); other times get clamped."""
-    return all(0 <= t < _TIME_LIMIT_NS for t in (info.atime_ns, info.mtime_ns, info.ctime_ns))
+    limit = _TIME_LIMIT_NS
+    return 0 <= info.atime_ns < limit and 0 <= info.mtime_ns < limit and 0 <= info.ctime_ns < limit
 
 
 RESTORES_OWNERS = os.geteuid() == 0  # only root may give files away

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 AT_FDCWD = -100
@@ -45,19 +44,34 @@ class _Statx(ctypes.Structure):
 _libc = None
 
 
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once: by glibc's soname, else as ctypes finds it.
+
+    ctypes.util.find_library runs ``ldconfig -p`` in a child process (some
+    5 ms, every time it is called); glibc's name needs no search.
+    """
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            from ctypes.util import find_library  # only where glibc's soname is not there
+
+            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
+    return _libc
+
+
 def birth_time_ns(path: str | bytes, dir_fd: int = AT_FDCWD) -> int | None:
     """When the file was created, where the file system records it; None where it does not.
 
     An empty ``path`` means the open file ``dir_fd`` itself.
     """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if not hasattr(_libc, "statx"):
+    c = _libc or libc()
+    if not hasattr(c, "statx"):
         return None
     buffer = _Statx()
     flags = AT_SYMLINK_NOFOLLOW | (AT_EMPTY_PATH if not path else 0)
-    if _libc.statx(dir_fd, os.fsencode(path), flags, STATX_BTIME, ctypes.byref(buffer)) != 0:
+    if c.statx(dir_fd, os.fsencode(path), flags, STATX_BTIME, ctypes.byref(buffer)) != 0:
         return None
     if not buffer.stx_mask & STATX_BTIME:
         return None
@@ -74,13 +88,11 @@ def inode_attributes(path: str | bytes, dir_fd: int = AT_FDCWD) -> int:
     One call answers for every kind of entry: a device or FIFO need not be
     opened, as FS_IOC_GETFLAGS would need, to learn whether it is nodump.
     """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if not hasattr(_libc, "statx"):
+    c = _libc or libc()
+    if not hasattr(c, "statx"):
         return 0
     buffer = _Statx()
     flags = AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC
-    if _libc.statx(dir_fd, os.fsencode(path), flags, 0, ctypes.byref(buffer)) != 0:
+    if c.statx(dir_fd, os.fsencode(path), flags, 0, ctypes.byref(buffer)) != 0:
         return 0
     return buffer.stx_attributes & buffer.stx_attributes_mask

@@ -42,6 +42,12 @@ assert _LAYOUT.size == TP_BSIZE
 _WORDS = struct.Struct("<256I")
 CHECKSUM_OFFSET = 28
 
+
+def _word_sum(block: bytes | bytearray | memoryview) -> int:
+    """The sum of the block's 256 little-endian 32-bit words (not reduced mod 2**32)."""
+    return sum(_WORDS.unpack(block))
+
+
 _S_IFMT = 0o170000
 _S_IFDIR = 0o040000
 _S_IFREG = 0o100000
@@ -156,38 +162,83 @@ def _clamp_seconds(sec: int) -> int:
 
 def pack_header(h: Header) -> bytes:
     """The 1 KiB block for ``h``, magic and checksum included."""
-    ino = h.inode
-    a_sec, a_usec, a_sub = _split_time(ino.atime_ns)
-    m_sec, m_usec, m_sub = _split_time(ino.mtime_ns)
-    c_sec, c_usec, c_sub = _split_time(ino.ctime_ns)
-    db = [0] * 15
-    if ino.is_device:
-        db[0] = encode_rdev(ino.rdev_major, ino.rdev_minor)
-    spare = [0] * 30
-    present = 0
-    if ino.birth_ns is not None and ino.birth_ns >= 0:
-        present |= SPARE_BIRTH
-        b_sec, b_nsec = divmod(ino.birth_ns, 1_000_000_000)
-        spare[5], spare[6] = _clamp_seconds(b_sec), b_nsec
-    if ino.project_id is not None:
-        present |= SPARE_PROJECT
-        spare[7] = ino.project_id & 0xFFFFFFFF
-    if a_sub or m_sub or c_sub or present:
-        spare[0], spare[1], spare[2], spare[3], spare[4] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub, present
-    addr = h.raw_addr if h.raw_addr else h.addr
-    values = [
+    return _pack_block(
         h.type,
         h.date,
         h.ddate,
         h.volume,
-        h.tapea & 0xFFFFFFFF,
-        h.inumber & 0xFFFFFFFF,
+        h.tapea,
+        h.inumber,
+        h.inode,
+        h.count,
+        h.raw_addr if h.raw_addr else h.addr,
+        h.label,
+        h.level,
+        h.filesys,
+        h.dev,
+        h.host,
+        h.flags,
+        h.firstrec,
+        h.ntrec,
+        h.extattributes,
+    )
+
+
+def _pack_block(
+    c_type: int,
+    date: int,
+    ddate: int,
+    volume: int,
+    tapea: int,
+    inumber: int,
+    ino: InodeInfo,
+    count: int,
+    addr: bytes,
+    label: bytes,
+    level: int,
+    filesys: bytes,
+    dev: bytes,
+    host: bytes,
+    flags: int,
+    firstrec: int,
+    ntrec: int,
+    extattributes: int,
+) -> bytes:
+    """pack_header's work, from the fields themselves: a dump packs one per inode, no Header built."""
+    a_sec, a_usec, a_sub = _split_time(ino.atime_ns)
+    m_sec, m_usec, m_sub = _split_time(ino.mtime_ns)
+    c_sec, c_usec, c_sub = _split_time(ino.ctime_ns)
+    mode = ino.mode
+    db = _NO_DB
+    if mode & _S_IFMT in (_S_IFCHR, _S_IFBLK):
+        db = (encode_rdev(ino.rdev_major, ino.rdev_minor), *_NO_DB[1:])
+    spare = _NO_SPARE
+    present = 0
+    birth_ns = ino.birth_ns
+    if (birth_ns is not None and birth_ns >= 0) or ino.project_id is not None or a_sub or m_sub or c_sub:
+        spare = [0] * 30
+        if birth_ns is not None and birth_ns >= 0:
+            present |= SPARE_BIRTH
+            b_sec, b_nsec = divmod(birth_ns, 1_000_000_000)
+            spare[5], spare[6] = _clamp_seconds(b_sec), b_nsec
+        if ino.project_id is not None:
+            present |= SPARE_PROJECT
+            spare[7] = ino.project_id & 0xFFFFFFFF
+        spare[0], spare[1], spare[2], spare[3], spare[4] = NDMPTOOLS_SPARE_MAGIC, a_sub, m_sub, c_sub, present
+    uid, gid = ino.uid, ino.gid
+    block = _LAYOUT.pack(
+        c_type,
+        date,
+        ddate,
+        volume,
+        tapea & 0xFFFFFFFF,
+        inumber & 0xFFFFFFFF,
         NFS_MAGIC,
         0,
-        ino.mode & 0xFFFF,
+        mode & 0xFFFF,
         min(ino.nlink, 0x7FFF),
-        ino.uid & 0xFFFF,
-        ino.gid & 0xFFFF,
+        uid & 0xFFFF,
+        gid & 0xFFFF,
         ino.size,
         _clamp_seconds(a_sec),
         a_usec,
@@ -199,35 +250,39 @@ def pack_header(h: Header) -> bytes:
         ino.flags & 0xFFFFFFFF,
         min(ino.blocks, 0xFFFFFFFF),
         ino.generation & 0xFFFFFFFF,
-        ino.uid & 0xFFFFFFFF,
-        ino.gid & 0xFFFFFFFF,
-        h.count,
+        uid & 0xFFFFFFFF,
+        gid & 0xFFFFFFFF,
+        count,
         addr,
-        h.label[: LBLSIZE - 1],
-        h.level,
-        h.filesys[: NAMELEN - 1],
-        h.dev[: NAMELEN - 1],
-        h.host[: NAMELEN - 1],
-        h.flags,
-        h.firstrec,
-        h.ntrec,
-        h.extattributes,
+        label[: LBLSIZE - 1],
+        level,
+        filesys[: NAMELEN - 1],
+        dev[: NAMELEN - 1],
+        host[: NAMELEN - 1],
+        flags,
+        firstrec,
+        ntrec,
+        extattributes,
         *spare,
-    ]
-    block = bytearray(_LAYOUT.pack(*values))
-    set_checksum(block)
-    return bytes(block)
+    )
+    # The checksum word is 0 in ``block``: the one that makes the words sum to CHECKSUM goes in its place.
+    checksum = (CHECKSUM - _word_sum(block)) & 0xFFFFFFFF
+    return block[:CHECKSUM_OFFSET] + checksum.to_bytes(4, "little") + block[CHECKSUM_OFFSET + 4 :]
+
+
+_NO_DB = (0,) * 15
+_NO_SPARE = (0,) * 30
 
 
 def set_checksum(block: bytearray) -> None:
     """Make the 256 words of ``block`` sum to CHECKSUM (mod 2**32)."""
     struct.pack_into("<I", block, CHECKSUM_OFFSET, 0)
-    total = sum(_WORDS.unpack(block))
+    total = _word_sum(block)
     struct.pack_into("<I", block, CHECKSUM_OFFSET, (CHECKSUM - total) & 0xFFFFFFFF)
 
 
 def checksum_ok(block: bytes | memoryview) -> bool:
-    return sum(_WORDS.unpack(block)) & 0xFFFFFFFF == CHECKSUM
+    return _word_sum(block) & 0xFFFFFFFF == CHECKSUM
 
 
 def looks_like_header(block: bytes | memoryview) -> bool:
@@ -239,87 +294,79 @@ def unpack_header(block: bytes | memoryview, offset: int = 0) -> Header:
     """Parse one header block; ``offset`` (its byte position on media) goes into errors."""
     if len(block) != TP_BSIZE:
         raise FormatError("short header block", offset)
-    magic = int.from_bytes(block[24:28], "little", signed=True)
-    if magic != NFS_MAGIC:
+    v = _LAYOUT.unpack(block)  # any 1 KiB unpacks: the magic and the checksum are judged next
+    if v[6] != NFS_MAGIC:
+        magic = v[6]
         if magic == OFS_MAGIC:
             raise FormatError("old-format (pre-4.4BSD) dump headers are not supported", offset)
         if int.from_bytes(block[24:28], "big", signed=True) == NFS_MAGIC:
             raise FormatError("big-endian dump images are not supported", offset)
         raise FormatError("no dump header here (bad magic number)", offset)
-    if not checksum_ok(block):
+    if _word_sum(block) & 0xFFFFFFFF != CHECKSUM:
         raise FormatError("dump header checksum mismatch", offset)
-    v = _LAYOUT.unpack(block)
-    (
-        c_type,
-        date,
-        ddate,
-        volume,
-        tapea,
-        inumber,
-        _magic,
-        _csum,
-        mode,
-        nlink,
-        _ouid,
-        _ogid,
-        size,
-        a_sec,
-        a_usec,
-        m_sec,
-        m_usec,
-        c_sec,
-        c_usec,
-    ) = v[:19]
-    db = v[19:34]
-    flags, blocks, gen, uid, gid = v[34:39]
-    count, raw_addr, label, level, filesys, dev, host = v[39:46]
-    c_flags, firstrec, ntrec, extattr = v[46:50]
-    spare = v[50:80]
+    # v: 0-7 c_type..c_checksum; 8-18 mode, nlink, ouid, ogid, size, a/m/c sec+usec; 19-33 db;
+    # 34-38 flags, blocks, gen, uid, gid; 39 count, 40 addr, 41 label, 42 level, 43-45 filesys,
+    # dev, host; 46-49 c_flags, firstrec, ntrec, extattributes; 50-79 spare.
     a_sub = m_sub = c_sub = present = 0
-    if spare[0] == NDMPTOOLS_SPARE_MAGIC:
-        a_sub, m_sub, c_sub = (min(x, 999) for x in spare[1:4])
-        present = spare[4]
+    if v[50] == NDMPTOOLS_SPARE_MAGIC:
+        a_sub, m_sub, c_sub, present = min(v[51], 999), min(v[52], 999), min(v[53], 999), v[54]
+    mode = v[8]
     inode = InodeInfo(
         mode=mode,
-        nlink=max(nlink, 0),
-        size=size,
-        atime_ns=(a_sec * 1_000_000 + min(a_usec, 999_999)) * 1000 + a_sub,
-        mtime_ns=(m_sec * 1_000_000 + min(m_usec, 999_999)) * 1000 + m_sub,
-        ctime_ns=(c_sec * 1_000_000 + min(c_usec, 999_999)) * 1000 + c_sub,
-        flags=flags,
-        blocks=blocks,
-        generation=gen,
-        uid=uid,
-        gid=gid,
-        birth_ns=spare[5] * 1_000_000_000 + min(spare[6], 999_999_999) if present & SPARE_BIRTH else None,
-        project_id=spare[7] if present & SPARE_PROJECT else None,
+        nlink=max(v[9], 0),
+        size=v[12],
+        atime_ns=(v[13] * 1_000_000 + min(v[14], 999_999)) * 1000 + a_sub,
+        mtime_ns=(v[15] * 1_000_000 + min(v[16], 999_999)) * 1000 + m_sub,
+        ctime_ns=(v[17] * 1_000_000 + min(v[18], 999_999)) * 1000 + c_sub,
+        flags=v[34],
+        blocks=v[35],
+        generation=v[36],
+        uid=v[37],
+        gid=v[38],
+        birth_ns=v[55] * 1_000_000_000 + min(v[56], 999_999_999) if present & SPARE_BIRTH else None,
+        project_id=v[57] if present & SPARE_PROJECT else None,
     )
-    if inode.is_device:
+    if mode & _S_IFMT in (_S_IFCHR, _S_IFBLK):
         # Linux dump copies ext4's i_block: the device is in word 0 (old
         # encoding) or, for large numbers, in word 1 (new encoding).
-        inode.rdev_major, inode.rdev_minor = decode_rdev(db[0] or db[1])
-    n = count if 0 <= count <= TP_NINDIR else 0
+        inode.rdev_major, inode.rdev_minor = decode_rdev(v[19] or v[20])
+    count = v[39]
+    raw_addr = v[40]
+    label, filesys, dev, host = _names(v[41], v[43], v[44], v[45])
     return Header(
-        type=c_type,
-        date=date,
-        ddate=ddate,
-        volume=volume,
-        tapea=tapea,
-        inumber=inumber,
+        type=v[0],
+        date=v[1],
+        ddate=v[2],
+        volume=v[3],
+        tapea=v[4],
+        inumber=v[5],
         inode=inode,
         count=count,
-        addr=raw_addr[:n],
-        label=label.split(b"\0", 1)[0],
-        level=level,
-        filesys=filesys.split(b"\0", 1)[0],
-        dev=dev.split(b"\0", 1)[0],
-        host=host.split(b"\0", 1)[0],
-        flags=c_flags,
-        firstrec=firstrec,
-        ntrec=ntrec,
-        extattributes=extattr,
+        addr=raw_addr[:count] if 0 <= count <= TP_NINDIR else b"",
+        label=label,
+        level=v[42],
+        filesys=filesys,
+        dev=dev,
+        host=host,
+        flags=v[46],
+        firstrec=v[47],
+        ntrec=v[48],
+        extattributes=v[49],
         raw_addr=raw_addr,
     )
+
+
+_last_names: tuple[tuple[bytes, ...], tuple[bytes, ...]] = ((), ())
+
+
+def _names(*raw: bytes) -> tuple[bytes, ...]:
+    """c_label, c_filesys, c_dev and c_host up to their NULs: every header of a dump repeats them."""
+    global _last_names
+    seen, parsed = _last_names
+    if raw != seen:
+        parsed = tuple(field.split(b"\0", 1)[0] for field in raw)
+        _last_names = (raw, parsed)
+    return parsed
 
 
 _PACKER_FIELDS = ("date", "ddate", "level", "label", "filesys", "dev", "host", "ntrec", "volume")
@@ -352,6 +399,9 @@ class HeaderPacker:
             host=host,
             ntrec=ntrec,
         )
+        # For inode_header, once per inode: the shared fields in _pack_block's order.
+        self._date, self._ddate, self._volume, self._level = date, ddate, volume, level
+        self._label, self._filesys, self._dev, self._host, self._ntrec = label, filesys, dev, host, ntrec
 
     def fields(self) -> dict:
         """The shared fields, as the constructor takes them (a restart packs the same headers)."""
@@ -411,18 +461,25 @@ class HeaderPacker:
         extattributes: int = 0,
     ) -> bytes:
         """TS_INODE or TS_ADDR for ``inumber`` with ``len(addr)`` c_addr entries."""
-        return pack_header(
-            Header(
-                type=record_type,
-                tapea=tapea,
-                inumber=inumber,
-                inode=inode,
-                count=len(addr),
-                addr=addr,
-                flags=DR_NEWINODEFMT | flags,
-                extattributes=extattributes,
-                **self._common,
-            )
+        return _pack_block(
+            record_type,
+            self._date,
+            self._ddate,
+            self._volume,
+            tapea,
+            inumber,
+            inode,
+            len(addr),
+            addr,
+            self._label,
+            self._level,
+            self._filesys,
+            self._dev,
+            self._host,
+            DR_NEWINODEFMT | flags,
+            0,
+            self._ntrec,
+            extattributes,
         )
 
     def end_header(self, tapea: int, inumber: int) -> bytes:

@@ -18,6 +18,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from heapq import merge
 
 from ndmptools.state.catalog import drop_rows
 from ndmptools.state.db import StateDB
@@ -116,20 +117,26 @@ class InodeNumbers:
             return self.media_inodes[index]
         return None
 
+    # Pairs sorted at a time: a run's tuples are a few MiB, where a million files' would be 130.
+    SORT_RUN = 1 << 16
+
     @classmethod
     def from_pairs(cls, fs_inodes: array, media_inodes: array) -> InodeNumbers:
-        """From pairs in walk order; duplicates (hard links) collapse to one."""
-        if all(i < 2**32 for i in fs_inodes):
-            packed = sorted(array("Q", ((f << 32) | m for f, m in zip(fs_inodes, media_inodes, strict=True))))
-            fs_sorted = array("Q", (p >> 32 for p in packed))
-            media_sorted = array("I", (p & 0xFFFFFFFF for p in packed))
-        else:
-            pairs = sorted(zip(fs_inodes, media_inodes, strict=True))
-            fs_sorted = array("Q", (p[0] for p in pairs))
-            media_sorted = array("I", (p[1] for p in pairs))
+        """From pairs in walk order; duplicates (hard links) collapse to one, the lowest media inode.
+
+        The pairs are sorted a run at a time into flat arrays, and the runs merged.
+        """
+        runs = []
+        for start in range(0, len(fs_inodes), cls.SORT_RUN):
+            end = start + cls.SORT_RUN
+            pairs = sorted(zip(fs_inodes[start:end], media_inodes[start:end], strict=True))
+            runs.append((array("Q", (p[0] for p in pairs)), array("I", (p[1] for p in pairs))))
+            del pairs
+        runs_in_order = (zip(f, m, strict=True) for f, m in runs)
+        ordered = next(runs_in_order) if len(runs) == 1 else merge(*runs_in_order)
         keep_fs, keep_media = array("Q"), array("I")
         previous = None
-        for fs, media in zip(fs_sorted, media_sorted, strict=True):
+        for fs, media in ordered:
             if fs != previous:
                 keep_fs.append(fs)
                 keep_media.append(media)

@@ -217,6 +217,7 @@ def map_tree(
                 and not node.nodump  # nothing below a nodump directory is dumped anyway
                 and stat.S_ISREG(st.st_mode)
                 and not (st.st_nlink > 1 and st.st_ino in hard_links)  # its first name decided
+                and not (base is not None and _unchanged_since_base(st, since, known, forced))
                 and (st.st_ino in left_out or marks.leaves_out(node.path, name, st.st_ino))
             ):
                 if st.st_nlink > 1:
@@ -312,6 +313,20 @@ def map_tree(
         marks.finish()
     _note_left_out(tree, run)
     return tree
+
+
+def _unchanged_since_base(st: os.stat_result, since: int, known, forced: dict) -> bool:
+    """A file of the base untouched since: no mark to look for (an incremental asks no listxattr of it).
+
+    Setting a mark changes ctime; one set before the base was there for the
+    base to see, which then left the file out, and such a file is in ``forced``.
+    """
+    return (
+        st.st_ctime_ns < since
+        and st.st_mtime_ns < since
+        and st.st_ino not in forced
+        and known.get(st.st_ino) is not None
+    )
 
 
 def _has_nodump_flag(directory: bytes, name: bytes) -> bool:

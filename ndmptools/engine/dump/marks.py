@@ -17,7 +17,10 @@ What a dump left out, the next dumps of its chain include, whatever their
 times say: an incremental whose base chain has a dump that left a file out,
 with no later dump of that chain that put it on media, takes the file (see
 state/marks.py). The check costs one listxattr per regular file, which a
-file without extended attributes answers with an empty list.
+file without extended attributes answers with an empty list; an incremental
+asks none of a file of its base whose times say it is untouched since (a
+mark changes ctime, and one older than the base made the base leave the file
+out, so it is among those taken now).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import (
     DR_EXTATTRIBUTES,
     DT_DIR,
+    DT_REG,
     EXT_XATTR,
     ROOTINO,
     TP_BSIZE,
@@ -136,7 +137,7 @@ class DumpWriter:
                         continue  # a second name of a file already written
                     last_written = entry.ino
                     self.writer.mark({"kind": "file", "ino": entry.ino})
-                    self._dump_entry(node, dir_fd, entry.name, entry.ino)
+                    self._dump_entry(node, dir_fd, entry.name, entry.ino, entry.dtype == DT_REG)
             finally:
                 os.close(dir_fd)
 
@@ -176,7 +177,10 @@ class DumpWriter:
         else:
             self.run.warn(f"cannot read {path}: {err.strerror}")
 
-    def _dump_entry(self, node: DirectoryNode, dir_fd: int, name: bytes, ino: int) -> None:
+    def _dump_entry(
+        self, node: DirectoryNode, dir_fd: int, name: bytes, ino: int, regular: bool = False
+    ) -> None:
+        """One entry of ``node``; ``regular``: pass I saw a regular file, opened with no stat first."""
         mount_link = self.tree.mount_links.get(ino)
         if mount_link is not None:  # a mount point: its name leads to a directory, its inode is a link
             target, info = mount_link
@@ -184,6 +188,12 @@ class DumpWriter:
             self._write_inode(ino, info, target)
             return
         try:
+            if regular:
+                try:
+                    self._dump_regular(node, dir_fd, name, ino)
+                    return
+                except _NotRegular:
+                    pass  # replaced since pass I (O_NOFOLLOW refused a symlink): what is it now?
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISREG(st.st_mode):
                 self._dump_regular(node, dir_fd, name, ino)
@@ -215,10 +225,14 @@ class DumpWriter:
                 raise
             self._open_flags &= ~_O_NOATIME  # O_NOATIME needs ownership or CAP_FOWNER
             fd = os.open(name, self._open_flags, dir_fd=dir_fd)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise _NotRegular from err  # a symbolic link now
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise FileNotFoundError(errno.ENOENT, "replaced during the dump")
+                raise _NotRegular
             info = inode_info_from_stat(st, flags=read_inode_flags(fd))
             info.birth_ns = birth_time_ns(b"", fd)
             info.project_id = read_project_id(fd)
@@ -227,7 +241,7 @@ class DumpWriter:
             attributes, problem = read_xattrs(fd)
             if problem:
                 self.run.warn(f"{os.fsdecode(os.path.join(node.path, name))}: {problem}")
-            areas = self._attribute_areas(os.path.join(node.path, name), attributes)
+            areas = self._attribute_areas(os.path.join(node.path, name), attributes) if attributes else []
             shortfall = self._write_file(ino, info, fd, extents, areas)
             if self.live and not shortfall and _changed(st, os.fstat(fd)):
                 self.run.warn(
@@ -302,6 +316,17 @@ class DumpWriter:
         record_type = RecordType.INODE
         extent_index = 0
         tapea = w.blocks_written  # where its first header goes
+        if 0 < total_blocks <= TP_NINDIR and len(extents) == 1 and extents[0] == (0, size):
+            # Most files: one header, every block present, one copy (the loop below, unrolled).
+            header = self.packer.inode_header(record_type, ino, info, _PRESENT[:total_blocks], tapea)
+            w.write_header(header, ino, info, total_blocks)
+            shortfall = size - w.write_file_data(fd, 0, size)
+            self.run.reporter.advance((total_blocks + 1) * TP_BSIZE)
+            self._write_attributes(ino, info, areas)
+            self.inodes_written += 1
+            if self.history is not None:
+                self.history.inode(ino, info, tapea, total_blocks)
+            return shortfall
         present = 0
         for first in range(0, max(total_blocks, 1), TP_NINDIR):
             count = min(TP_NINDIR, total_blocks - first)
@@ -384,6 +409,13 @@ class DumpWriter:
                     self.run.warn(f"directory {os.fsdecode(node.path)} changed while it was being dumped")
         end_ino = self.tree.maxino - 1
         self.writer.finish(lambda tapea: self.packer.end_header(tapea, end_ino))
+
+
+class _NotRegular(FileNotFoundError):
+    """The name leads to something else than the regular file it was (a vanished file, for the warning)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.ENOENT, "replaced during the dump")
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:

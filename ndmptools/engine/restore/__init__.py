@@ -594,6 +594,9 @@ def _space_needed(
     """What the restore will write: its inodes exactly, the data as well as it can be known."""
     inodes = len(catalog.directories) - 1 + len(catalog.links)
     if record is not None:
+        if direct is None and catalog.full:  # everything: the sizes alone, no path built
+            data = space.data_from_inodes(FileCatalog(history.db).inode_sizes(record.id), block_size)
+            return space.Need(data, inodes, "from the file history")
         entries = direct.entries if direct is not None else FileCatalog(history.db).entries(record.id)
         if not catalog.full:
             entries = (e for e in entries if e.ino in catalog.links or e.ino in catalog.by_ino)

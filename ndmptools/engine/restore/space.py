@@ -73,14 +73,19 @@ def on_disk(size: int, media_blocks: int | None, block_size: int) -> int:
 
 def data_from_entries(entries: Iterable, block_size: int) -> int:
     """The room the file history's entries (state.catalog.CatalogEntry) take, each inode once."""
+    return data_from_inodes(((e.ino, e.mode, e.size, e.blocks) for e in entries), block_size)
+
+
+def data_from_inodes(inodes: Iterable[tuple[int, int, int, int]], block_size: int) -> int:
+    """The room (ino, mode, size, media blocks) inodes take, each inode once."""
     seen: set[int] = set()
     total = 0
-    for entry in entries:
-        if entry.ino in seen:
+    for ino, mode, size, blocks in inodes:
+        if ino in seen:
             continue
-        seen.add(entry.ino)
-        if stat.S_ISREG(entry.mode) or stat.S_ISDIR(entry.mode) or stat.S_ISLNK(entry.mode):
-            total += on_disk(entry.size, entry.blocks, block_size)
+        seen.add(ino)
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+            total += on_disk(size, blocks, block_size)
     return total
 
 
