@@ -23,7 +23,7 @@ from ndmptools.engine.metadata import (
     xattr_path,
 )
 from ndmptools.engine.progress import RunContext
-from ndmptools.engine.statx import birth_time_ns
+from ndmptools.engine.statx import FileStat, birth_time_ns, fstat_with_birth
 from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import (
     DR_EXTATTRIBUTES,
@@ -230,11 +230,16 @@ class DumpWriter:
                 raise _NotRegular from err  # a symbolic link now
             raise
         try:
-            st = os.fstat(fd)
+            st = fstat_with_birth(fd)  # one statx for fstat's answers and the birth time
+            if st is None:
+                st = os.fstat(fd)
+                birth_ns = birth_time_ns(b"", fd)
+            else:
+                birth_ns = st.birth_ns
             if not stat.S_ISREG(st.st_mode):
                 raise _NotRegular
             info = inode_info_from_stat(st, flags=read_inode_flags(fd))
-            info.birth_ns = birth_time_ns(b"", fd)
+            info.birth_ns = birth_ns
             info.project_id = read_project_id(fd)
             self._check_times(node, name, info)
             extents = _data_extents(fd, st)
@@ -418,7 +423,7 @@ class _NotRegular(FileNotFoundError):
         super().__init__(errno.ENOENT, "replaced during the dump")
 
 
-def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+def _changed(before: os.stat_result | FileStat, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
         after.st_size,
         after.st_mtime_ns,
@@ -426,7 +431,7 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     )
 
 
-def _data_extents(fd: int, st: os.stat_result) -> list[tuple[int, int]]:
+def _data_extents(fd: int, st: os.stat_result | FileStat) -> list[tuple[int, int]]:
     """Byte ranges of the file that hold data; holes are what lies between."""
     size = st.st_size
     if size == 0:
