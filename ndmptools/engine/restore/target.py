@@ -228,8 +228,8 @@ class TargetTree(OpenDirectories):
                 f"restored, but its {MARK_XATTR} mark could not be removed: {err.strerror}"
             ) from None
 
-    def open_file(self, parent: int, name: bytes) -> int:
-        """Open a file made by create_file for writing; never through a link."""
+    def open_file(self, parent: int, name: bytes) -> tuple[int, os.stat_result]:
+        """Open a file made by create_file for writing, never through a link; its fd and fstat."""
         with self.directory(parent) as dir_fd:
             try:
                 fd = os.open(name, _WRITE_FLAGS, dir_fd=dir_fd)
@@ -237,10 +237,11 @@ class TargetTree(OpenDirectories):
                 if err.errno == errno.ELOOP:
                     raise Refused("it is a symbolic link now; not written through") from None
                 raise _refused("cannot open", err) from None
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 raise Refused("it is not a regular file now")
-            return fd
+            return fd, st
 
     def make_symlink(self, parent: int, name: bytes, target: bytes) -> None:
         with self.directory(parent) as dir_fd:
