@@ -80,15 +80,18 @@ def parse_directory(data: bytes | memoryview) -> tuple[list[DirEntry], list[Dire
     size = len(data)
     loc = 0
     unpack_head = _ENTRY_HEAD.unpack_from
+    # DirEntry(...) would run NamedTuple's Python-level __new__ for every entry of every directory.
+    make = tuple.__new__
     while loc + 8 <= size:
         ino, reclen, dtype, namlen = unpack_head(data, loc)
         room = DIRBLKSIZ - (loc % DIRBLKSIZ)
-        if reclen & 3 or reclen > room or reclen < entry_size(namlen) or loc + reclen > size:
+        # 8 + ((namlen + 4) & ~3) is entry_size(namlen), inlined
+        if reclen & 3 or reclen > room or reclen < 8 + ((namlen + 4) & ~3) or loc + reclen > size:
             problems.append(DirectoryProblem(loc, "mangled directory entry"))
             loc += room
             continue
         if ino:
-            name = bytes(data[loc + 8 : loc + 8 + namlen])
-            entries.append(DirEntry(ino, dtype, name))
+            start = loc + 8
+            entries.append(make(DirEntry, (ino, dtype, bytes(data[start : start + namlen]))))
         loc += reclen
     return entries, problems
