@@ -235,6 +235,10 @@ def dump(
         state_dir=app.state_dir,
         restart=restart,
         checkpoint_interval=checkpoint_interval,
+        base_date=env.get("base_date"),
+        exclude=env.get("exclude", ()),
+        ignore_ctime=env.get("ignore_ctime", False),
+        no_acls=env.get("no_acls", False),
     )
     result = run_dump(options, app)
     return finish(app, "dump", result.stats, result.as_dict(), skipped_summary(result))
