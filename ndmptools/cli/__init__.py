@@ -16,6 +16,7 @@ from ndmptools.cli.devices_cmd import devices
 from ndmptools.cli.dump_cmd import dump
 from ndmptools.cli.output import App, OutputClosed
 from ndmptools.cli.restore_cmd import restore
+from ndmptools.cli.serve_cmd import serve
 from ndmptools.errors import EXIT_CODES, NdmpToolsError
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
@@ -35,6 +36,7 @@ cli.add_command(restore)
 cli.add_command(contexts)
 cli.add_command(chain)
 cli.add_command(devices)
+cli.add_command(serve)
 
 
 def _terminated(signum: int, frame) -> None:
