@@ -87,6 +87,7 @@ def handle_record(session: Session, record: bytes, handlers: dict[int, Handler] 
             return
     else:
         body = None
+    log.debug("%s: %s", session.name, m.message_name(code))
     session.opened = True  # as ndmjob's agent does: a first request other than OPEN implies v4
     session.current_request = head
     try:
