@@ -47,6 +47,13 @@ from ndmptools.ndmp.session import NdmpError
 
 log = logging.getLogger("ndmptools.ndmp")
 
+# Names DMAs send that are theirs, not the engine's: what each means here (logged, never silent).
+DMA_NAMES = {
+    "PREFIX": "ndmjob's -C: the names' destination paths carry it already",
+    "USER": "the DMA's user: the recover runs as the server's own user",
+    "FILES": "ndmjob's file arguments: a dump backs up FILESYSTEM whole (EXCLUDE leaves parts out)",
+    "RULES": "ndmjob's -o rules: nothing in the dump engine follows them",
+}
 INVALID_U_QUAD = (1 << 64) - 1  # NDMP's "no value" for an fh_info or node
 FH_BATCH = 256  # entries per FH_ADD_DIR / FH_ADD_NODE post
 CONNECT_TIMEOUT = 30.0  # seconds a listening DATA waits for the remote mover at START
@@ -178,7 +185,8 @@ class DataService:
         self.medium: SocketMedium | None = None
         self.thread: threading.Thread | None = None
         self.aborted = False
-        self.env_out: list[tuple[str, str]] = []
+        self.env_out: list[tuple[str, str]] = []  # a backup's, for DATA_GET_ENV (a recover: what it got)
+        self.env_in: list[tuple[str, str]] = []
         self.read_offset = 0
         self.read_length = 0
         self.bytes_done = 0
@@ -252,8 +260,18 @@ class DataService:
     # -- starting ----------------------------------------------------------------------------
 
     def _environment(self, command: str, env) -> tuple[dict, list[str]]:
+        pairs, notes = [], []
+        for pval in env:
+            said = DMA_NAMES.get(pval.name.strip().upper())
+            if said is None:
+                pairs.append((pval.name, pval.value))
+            else:
+                notes.append(f"{pval.name}={pval.value}: {said}")
+        with self.lock:
+            self.env_in = [(p.name, p.value) for p in env]
         try:
-            fields, notes = read_ndmp_environment(command, [(p.name, p.value) for p in env])
+            fields, more = read_ndmp_environment(command, pairs)
+            notes += more
         except UsageError as err:
             self.session.log_message(f"ndmptools: {err.message}", m.LOG_ERROR)
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, err.message) from None
@@ -286,7 +304,14 @@ class DataService:
                 self.session.log_message(f"ndmptools: {err.message}", m.LOG_ERROR)
                 raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, err.message) from None
             sock = self._stream()
-            paged = fields.get("direct", True) and bool(plan.places)
+            # Seeks go to this server's own mover only: others may take reads in whole records of a
+            # size DATA is never told (ndmjob's own tape agent does), so theirs is read on in order.
+            paged = fields.get("direct", True) and bool(plan.places) and self.addr.addr_type == m.ADDR_LOCAL
+            if plan.places and not paged:
+                notes.append(
+                    "the names have places (fh_info), but the mover is another agent's: the stream is "
+                    "read on in order to them, not sought"
+                )
             self.medium = SocketMedium(sock, "r", request=self._ask, paged=paged)
             self._begin(m.DATA_OP_RECOVER, self._recover, fields, notes, plan)
 
@@ -476,12 +501,10 @@ class DataService:
 
     def get_env(self):
         with self.lock:
-            done = self.state in (m.DATA_STATE_ACTIVE, m.DATA_STATE_HALTED)
-            if not done or self.operation != m.DATA_OP_BACKUP:
-                raise NdmpError(m.Error.ILLEGAL_STATE_ERR, "DATA_GET_ENV follows a backup")
-            return m.data_get_env_reply(
-                error=m.Error.NO_ERR, env=[m.pval(name=k, value=v) for k, v in self.env_out]
-            )
+            if self.state not in (m.DATA_STATE_ACTIVE, m.DATA_STATE_HALTED):
+                raise NdmpError(m.Error.ILLEGAL_STATE_ERR, "DATA_GET_ENV needs an operation")
+            env = self.env_out if self.operation == m.DATA_OP_BACKUP else self.env_in
+            return m.data_get_env_reply(error=m.Error.NO_ERR, env=[m.pval(name=k, value=v) for k, v in env])
 
     def abort(self) -> None:
         with self.lock:
@@ -530,7 +553,9 @@ def _connect_any(addresses) -> socket.socket:
     for where in addresses:
         host = str(ipaddress.IPv4Address(where.ip_addr))
         try:
-            return socket.create_connection((host, where.port), timeout=CONNECT_TIMEOUT)
+            sock = socket.create_connection((host, where.port), timeout=CONNECT_TIMEOUT)
+            sock.settimeout(None)  # connected: from here on the stream waits as long as the mover does
+            return sock
         except OSError as err:
             last = err
     raise NdmpError(m.Error.CONNECT_ERR, f"cannot connect the data stream: {last}")
