@@ -33,6 +33,7 @@ _ndmptools() {
             'ndmptools/devices') cmd='ndmptools devices' ;;
             'ndmptools/dump') cmd='ndmptools dump' ;;
             'ndmptools/restore') cmd='ndmptools restore' ;;
+            'ndmptools/serve') cmd='ndmptools serve' ;;
             'ndmptools chain/find') cmd='ndmptools chain find' ;;
             'ndmptools chain/plan') cmd='ndmptools chain plan' ;;
             'ndmptools chain/show') cmd='ndmptools chain show' ;;
@@ -59,6 +60,8 @@ _ndmptools() {
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-D' | 'ndmptools restore/--target' | 'ndmptools restore/--rename' | 'ndmptools restore/-E' | 'ndmptools restore/--env' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools serve/--listen' | 'ndmptools serve/--auth' | 'ndmptools serve/--credentials' | 'ndmptools serve/--config' | 'ndmptools serve/--max-sessions' | 'ndmptools serve/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
         esac
     done
     if ((i > COMP_CWORD)); then  # the word is a value of the option $word
@@ -78,6 +81,9 @@ _ndmptools() {
             'ndmptools restore/-f' | 'ndmptools restore/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools restore/-D' | 'ndmptools restore/--target') _ndmptools_paths -d "$cur" ;;
             'ndmptools restore/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools serve/--auth') _ndmptools_offer "$cur" md5 text none ;;
+            'ndmptools serve/--credentials' | 'ndmptools serve/--config') _ndmptools_paths -f "$cur" ;;
+            'ndmptools serve/--state-dir') _ndmptools_paths -d "$cur" ;;
         esac
         return 0
     fi
@@ -94,7 +100,8 @@ _ndmptools() {
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval -E --env --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list -l --long --catalog --no-direct --original --rename --force -E --env -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore ;;
+        'ndmptools serve/-'*) _ndmptools_offer "$cur" --listen --auth --credentials --config --allow-remote --max-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore serve ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" find plan show ;;
         'ndmptools chain find/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain plan/'*) _ndmptools_paths -f "$cur" ;;

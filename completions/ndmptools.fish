@@ -22,6 +22,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set cmd 'ndmptools dump'
             case 'ndmptools/restore'
                 set cmd 'ndmptools restore'
+            case 'ndmptools/serve'
+                set cmd 'ndmptools serve'
             case 'ndmptools chain/find'
                 set cmd 'ndmptools chain find'
             case 'ndmptools chain/plan'
@@ -54,6 +56,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
+            case 'ndmptools serve/--listen' 'ndmptools serve/--auth' 'ndmptools serve/--credentials' 'ndmptools serve/--config' 'ndmptools serve/--max-sessions' 'ndmptools serve/--state-dir'
+                set skip 1
         end
     end
     echo $cmd
@@ -70,6 +74,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'contexts' -d 'Restart
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'devices' -d 'List tape drives and media changers, as udev knows them'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'dump' -d 'Back up PATH (a file system, a subtree or a single file) to MEDIA'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'restore' -d 'Restore the dump on MEDIA into DIR: all of it, or only the PATHs named'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'serve' -d 'Serve NDMP version 4 (CONNECT, CONFIG, DATA, TAPE, MOVER) to a backup application'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'version' -d 'Show the version and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'json' -d 'Print the result as JSON on standard output.'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
@@ -188,3 +193,15 @@ complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'v' -l 'verbos
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'debug' -d 'Show the traceback of an error.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'h' -l 'help' -d 'Show this message and exit.'
+
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'listen' -x -d 'Address to listen on; port 0 picks a free one. Anything but loopback needs --allow-remote.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'auth' -x -a 'md5 text none' -d 'How a DMA authenticates: MD5 challenge, clear-text password, or not at all.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'credentials' -l 'config' -r -F -d 'The users and passwords ([user NAME] / password = ...), readable by root only (default /etc/ndmptools/serve.conf; not read with --auth none).'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'allow-remote' -d 'Allow listening on an address other hosts can reach.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'max-sessions' -x -d 'Connections served at once; more are refused.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools serve' -s 'h' -l 'help' -d 'Show this message and exit.'

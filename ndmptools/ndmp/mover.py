@@ -48,6 +48,17 @@ def _addr_reply(sock: socket.socket) -> object:
     return m.addr(m.ADDR_TCP, [m.tcp_addr(ip_addr=packed, port=port, addr_env=[])])
 
 
+def _ipv4_of(host: str) -> str:
+    """NDMP v4 addresses are IPv4: the one to offer for a control connection that came in on ``host``."""
+    if ":" not in host:
+        return host
+    if host == "::1":
+        return "127.0.0.1"
+    if host.lower().startswith("::ffff:"):
+        return host[7:]
+    raise NdmpError(m.Error.CONNECT_ERR, f"NDMP v4 data connections are IPv4: no address for {host}")
+
+
 def tcp_endpoint(address) -> tuple[str, int]:
     """(host, port) of the first TCP address in an ndmp addr; ILLEGAL_ARGS if there is none."""
     if address.addr_type != m.ADDR_TCP or not address.tcp_addr:
@@ -85,7 +96,7 @@ class Mover:
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._pending: bytes | None = None  # a record that did not fit the tape (EOM) or the window
+        self._pending: bytes | bytearray | None = None  # a record the tape (EOM) or window refused
 
     # -- state changes (called with the lock held) --
 
@@ -132,7 +143,7 @@ class Mover:
 
     # -- requests --
 
-    def _check_mode_and_tape(self, mode: int) -> None:
+    def _check_mode(self, mode: int) -> None:
         if mode not in (m.MOVER_MODE_READ, m.MOVER_MODE_WRITE):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"mover mode {mode}")
 
@@ -144,19 +155,17 @@ class Mover:
             raise NdmpError(m.Error.PERMISSION_ERR, "a backup needs the tape open for writing")
 
     def listen(self, mode: int, addr_type: int) -> object:
-        self._check_mode_and_tape(mode)
+        self._check_mode(mode)
         if addr_type not in (m.ADDR_LOCAL, m.ADDR_TCP):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"address type {addr_type}")
         with self.lock:
             if self.state != m.MOVER_STATE_IDLE:
                 raise NdmpError(m.Error.ILLEGAL_STATE_ERR, "the mover is not idle")
             self._check_tape(mode)
-            self.mode = mode
-            self.listen_type = addr_type
             if addr_type == m.ADDR_LOCAL:
                 reply_addr = m.addr(m.ADDR_LOCAL)
             else:
-                host = self.session.sock.getsockname()[0]  # where the DMA reached us
+                host = _ipv4_of(self.session.sock.getsockname()[0])  # where the DMA reached us
                 listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 try:
                     listener.bind((host, 0))
@@ -172,6 +181,8 @@ class Mover:
                     name=f"ndmp-mover-accept-{self.session.number}",
                     daemon=True,
                 ).start()
+            self.mode = mode
+            self.listen_type = addr_type
             self.state = m.MOVER_STATE_LISTEN
             self.connection_addr = reply_addr
             return reply_addr
@@ -195,7 +206,7 @@ class Mover:
             self._start(conn, address)
 
     def connect(self, mode: int, address) -> None:
-        self._check_mode_and_tape(mode)
+        self._check_mode(mode)
         if address.addr_type not in (m.ADDR_LOCAL, m.ADDR_TCP):
             raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, f"address type {address.addr_type}")
         with self.lock:
@@ -348,27 +359,30 @@ class Mover:
                 self.changed.wait()
             return self.state == m.MOVER_STATE_ACTIVE and self._conn is conn
 
-    def _fill(self, conn: socket.socket, size: int) -> bytes:
-        """Up to ``size`` bytes: fewer only at the end of the stream."""
-        chunks = []
+    def _fill(self, conn: socket.socket, size: int) -> bytearray:
+        """Up to ``size`` bytes: fewer only at the end of the stream (received in place, no joins)."""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
         got = 0
         while got < size:
             try:
-                chunk = conn.recv(size - got)
+                count = conn.recv_into(view[got:])
             except OSError:
-                chunk = b""
-            if not chunk:
+                count = 0
+            if not count:
                 break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            got += count
+        view.release()
+        if got < size:
+            del buffer[got:]
+        return buffer
 
     def _backup(self, conn: socket.socket) -> None:
         """Mode READ: the stream, cut into records, onto the tape."""
         tape = self.session.tape
         while self._wait_active(conn):
             with self.lock:
-                record = self._pending
+                record = self._pending  # bytes-like: a bytearray from _fill
                 size = self.record_size
             if record is None:
                 record = self._fill(conn, size)
@@ -378,7 +392,7 @@ class Mover:
                             self._halt(m.MOVER_HALT_CONNECT_CLOSED)
                     return
                 if len(record) < size:
-                    record += b"\0" * (size - len(record))  # the last record, padded to the full size
+                    record.extend(bytes(size - len(record)))  # the last record, padded to the full size
             with self.lock:
                 if self._conn is not conn or self.state != m.MOVER_STATE_ACTIVE:
                     self._pending = record
@@ -449,7 +463,7 @@ class Mover:
                         device = tape.device
                         if device is None:
                             raise MediaError("the tape was closed")
-                        self._position_tape(device, first, skip + index)
+                        device.goto(first, skip + index)
                         data = device.read(size)
                 except TapeMark:
                     with self.lock:
@@ -474,6 +488,11 @@ class Mover:
                     self._pause(m.MOVER_PAUSE_EOF, want)  # a short record: nothing at this offset
                 buffered = None
                 continue
+            with self.lock:
+                # Counted before sending: once DATA has the bytes, the DMA may ask for the next read.
+                self.position += len(piece)
+                self.bytes_left_to_read -= len(piece)
+                self.bytes_moved += len(piece)
             try:
                 conn.sendall(piece)
             except OSError:
@@ -481,26 +500,6 @@ class Mover:
                     if self._conn is conn:
                         self._halt(m.MOVER_HALT_CONNECT_CLOSED)
                 return
-            with self.lock:
-                self.position += len(piece)
-                self.bytes_left_to_read -= len(piece)
-                self.bytes_moved += len(piece)
-
-    @staticmethod
-    def _position_tape(device, file_num: int, record: int) -> None:
-        """Put the tape before record ``record`` of file ``file_num`` (reading on when it is there)."""
-        if device.file_num == file_num and device.record_num == record:
-            return
-        if device.file_num != file_num or device.record_num is None:
-            device.rewind()
-            if file_num and device.fsf(file_num):
-                raise MediaError(f"{device.name} has no file {file_num}")
-        delta = record - device.record_num
-        if delta > 0:
-            if device.fsr(delta):
-                raise MediaError(f"{device.name}: no record {record} in file {file_num}")
-        elif delta < 0 and device.bsr(-delta):
-            raise MediaError(f"{device.name}: cannot go back to record {record}")
 
 
 def _mover(session) -> Mover:

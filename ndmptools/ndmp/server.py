@@ -30,7 +30,7 @@ from ndmptools.ndmp import connect, data, info, mover, tape
 from ndmptools.ndmp import messages as m
 from ndmptools.ndmp.config import ServeSettings
 from ndmptools.ndmp.session import NdmpError, Session
-from ndmptools.ndmp.wire import PeerClosed, WireError, read_record, split_record
+from ndmptools.ndmp.wire import RECORD_TIMEOUT, PeerClosed, WireError, read_record, split_record
 from ndmptools.ndmp.xdr import Record, XdrError
 
 log = logging.getLogger("ndmptools.ndmp")
@@ -210,7 +210,7 @@ class NdmpServer:
                 ),
             )
             while not session.closing and not self._stopping.is_set():
-                record = read_record(sock, self.settings.max_record)
+                record = read_record(sock, self.settings.max_record, RECORD_TIMEOUT)
                 handle_record(session, record, self.handlers)
         except PeerClosed:
             log.info("%s: closed by the client", session.name)

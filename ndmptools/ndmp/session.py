@@ -9,9 +9,12 @@ MOVER), ``session.data`` (the DATA service, set by ndmptools.ndmp.data).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
 import socket
 import threading
+import time
 from typing import Any
 
 from ndmptools.ndmp import messages as m
@@ -20,6 +23,8 @@ from ndmptools.ndmp.wire import encode_message, frame
 from ndmptools.ndmp.xdr import Record
 
 log = logging.getLogger("ndmptools.ndmp")
+
+SEND_TIMEOUT = 120.0  # seconds a client may leave our messages unread before the connection ends
 
 
 class NdmpError(Exception):
@@ -69,7 +74,28 @@ class Session:
             payload = encode_message(
                 self._next_sequence(), message_type, code, body, body_type, reply_sequence, error_code
             )
-            self.sock.sendall(frame(payload))
+            self._send_bounded(frame(payload))
+
+    def _send_bounded(self, data: bytes) -> None:
+        """Send it all within SEND_TIMEOUT, or end the connection.
+
+        A peer that stops reading would otherwise block this thread (and a
+        mover posting under its lock) for ever, holding a session slot.
+        """
+        view = memoryview(data)
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while view:
+            try:
+                sent = self.sock.send(view, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([], [self.sock], [], wait)[1]:
+                    with contextlib.suppress(OSError):
+                        self.sock.shutdown(socket.SHUT_RDWR)
+                    why = f"{self.name}: the client read nothing for {SEND_TIMEOUT:.0f} s"
+                    raise TimeoutError(why) from None
+                continue
+            view = view[sent:]
 
     def post(self, code: int, body: Record | None = None) -> None:
         """Send a request the client does not answer: NOTIFY_*, LOG_*, FH_* (thread-safe).

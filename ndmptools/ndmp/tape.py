@@ -21,7 +21,7 @@ import struct
 import threading
 
 from ndmptools.errors import MediaError
-from ndmptools.media.base import EndOfMedium, NotSupported
+from ndmptools.media.base import EndOfMedium, NotSupported, Position
 from ndmptools.media.vtape import END_OF_MEDIUM, ERASE_GAP, TAPE_MARK
 from ndmptools.ndmp import messages as m
 from ndmptools.ndmp.session import NdmpError
@@ -78,6 +78,21 @@ class TapeDevice:
 
     def space_remaining(self) -> int | None:
         return None
+
+    def goto(self, file_num: int, record: int) -> None:
+        """Put the tape before record ``record`` of file ``file_num`` (the mover's seeks)."""
+        if self.file_num == file_num and self.record_num == record:
+            return
+        if self.file_num != file_num or self.record_num is None:
+            self.rewind()
+            if file_num and self.fsf(file_num):
+                raise MediaError(f"{self.name} has no file {file_num}")
+        delta = record - (self.record_num or 0)
+        if delta > 0:
+            if self.fsr(delta):
+                raise MediaError(f"{self.name}: no record {record} in file {file_num}")
+        elif delta < 0 and self.bsr(-delta):
+            raise MediaError(f"{self.name}: cannot go back to record {record}")
 
     def close(self) -> None:
         pass
@@ -174,7 +189,7 @@ class TapImage(TapeDevice):
             raise EndOfMedium(f"{self.name}: end of tape ({self.capacity} bytes)")
         self._cut_here()
         word = _WORD.pack(length)
-        os.pwritev(self._fd, [word, bytes(data), b"\0" if length & 1 else b"", word], self._offset)
+        os.pwritev(self._fd, [word, data, b"\0" if length & 1 else b"", word], self._offset)
         self._offset += frame
         if self.record_num is not None:
             self.record_num += 1
@@ -311,6 +326,11 @@ class MediumDevice(TapeDevice):
         self.medium.space_files(count)
         self._position()
         return 0
+
+    def goto(self, file_num: int, record: int) -> None:
+        # A drive locates (rewind, FSF, FSR in the st backend); a library or file seeks.
+        self.medium.seek(Position(file_num, record))
+        self.file_num, self.record_num = file_num, record
 
     def close(self) -> None:
         self.medium.close()

@@ -11,6 +11,7 @@ A reader caps the record size: a peer announcing more than the cap gets
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import time
@@ -25,6 +26,7 @@ _MARK = struct.Struct(">I")
 # small enough that a hostile peer cannot make a connection hold much memory.
 DEFAULT_MAX_RECORD = 4 << 20
 MAX_FRAGMENT_SEND = 1 << 20
+RECORD_TIMEOUT = 60.0  # seconds for the rest of a record once its first word has come
 
 
 class WireError(Exception):
@@ -39,10 +41,18 @@ class RecordTooLong(WireError):
     """A record longer than the reader's cap."""
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+class RecordTimeout(WireError):
+    """A record that began did not arrive whole in time."""
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None = None) -> bytes:
     chunks = []
     left = size
     while left:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([sock], [], [], wait)[0]:
+                raise RecordTimeout("a record did not arrive whole in time")
         chunk = sock.recv(min(left, 1 << 20))
         if not chunk:
             raise PeerClosed("the peer closed the connection" + (" mid-record" if size != left else ""))
@@ -51,18 +61,28 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_record(sock: socket.socket, max_size: int = DEFAULT_MAX_RECORD) -> bytes:
-    """One whole record (all its fragments joined)."""
+def read_record(
+    sock: socket.socket, max_size: int = DEFAULT_MAX_RECORD, record_timeout: float | None = None
+) -> bytes:
+    """One whole record (all its fragments joined).
+
+    The wait for a record to begin is unbounded (a DMA may be quiet for
+    hours); once it has begun, all of it must come within ``record_timeout``
+    seconds, so a peer that stops mid-record does not hold its thread forever.
+    """
     parts: list[bytes] = []
     total = 0
+    deadline = None
     while True:
-        (mark,) = _MARK.unpack(_recv_exact(sock, 4))
+        (mark,) = _MARK.unpack(_recv_exact(sock, 4, deadline))
+        if deadline is None and record_timeout is not None:
+            deadline = time.monotonic() + record_timeout
         length = mark & ~LAST_FRAGMENT
         total += length
         if total > max_size:
             raise RecordTooLong(f"a record of more than {max_size} bytes")
         if length:
-            parts.append(_recv_exact(sock, length))
+            parts.append(_recv_exact(sock, length, deadline))
         if mark & LAST_FRAGMENT:
             return b"".join(parts)
 
