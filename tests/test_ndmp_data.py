@@ -342,6 +342,8 @@ def test_environment_over_ndmp(server, tree, tmp_path):
         "-x", "-D", a, "-B", "dump", "-C", str(nothing), "-E", "NOWRITE=Y", "-f", tape, "-J", index, "/"
     )
     assert "NOWRITE:" in out and list(nothing.iterdir()) == []
+    out = okay("-x", "-D", a, "-B", "dump", "-C", str(nothing), "-E", "LIST=Y", "-f", tape, "-J", index, "/")
+    assert 'DLMn "file sub/zz-last"' in out and list(nothing.iterdir()) == []
     back = tmp_path / "back"
     back.mkdir()
     okay("-x", "-D", a, "-B", "dump", "-C", str(back), "-f", tape, "-J", index, "/")

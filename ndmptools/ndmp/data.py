@@ -439,6 +439,9 @@ class DataService:
         if fields.get("list"):
             options = ListOptions(file="ndmp", paths=plan.paths, prompt=False)
             run_list(options, self.medium, run, lambda e: self.session.log_message(f"{e.type} {e.path}"))
+            for entry in plan.entries:
+                self._log_file(entry, m.RECOVERY_SUCCESSFUL)
+            self.medium.drain_to_end()
             return
         options = RestoreOptions(
             file="ndmp",
