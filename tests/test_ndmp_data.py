@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from ndmptools.engine.treediff import CompareRules, compare_trees
+from ndmptools.ndmp import messages as m
 from tests.debian import missing_tools
 from tests.debian import restore as debian_restore
-from tests.ndmpclient import NDMJOB, ServeProcess
+from tests.ndmpclient import NDMJOB, Client, ServeProcess
 from tests.trees import build_tree_from_spec
 
 pytestmark = pytest.mark.root
@@ -352,3 +353,55 @@ def test_environment_over_ndmp(server, tree, tmp_path):
     shutil.rmtree(tree / "big") if (tree / "big").is_dir() else os.unlink(tree / "big")
     subprocess.run(["setfacl", "-b", str(tree / "a.txt")], check=True)
     same(tree, back, CompareRules(compare_root=False))  # the root changed: big went from it
+
+
+def _tcp(port: int):
+    return m.addr(m.ADDR_TCP, [m.tcp_addr(ip_addr=0x7F000001, port=port, addr_env=[])])
+
+
+def _backup_request(path: str, level: int):
+    env = [m.pval(name="FILESYSTEM", value=path), m.pval(name="LEVEL", value=str(level))]
+    return m.data_start_backup_request(butype_name="dump", env=env)
+
+
+def test_abort_mid_backup_halts_aborted_and_leaves_no_base(server, tmp_path):
+    """DATA_ABORT while the engine writes (to a socket nobody reads): ABORTED, and no base for a level 1."""
+    tree = tmp_path / "t"
+    build_tree_from_spec(str(tree), {"large": b"L" * (48 << 20), "small": b"s"})
+    stuck = socket.create_server(("127.0.0.1", 0))  # accepts, and never reads
+    with Client(server.port) as dma:
+        dma.open()
+        dma.auth_none()
+        where = _tcp(stuck.getsockname()[1])
+        _, reply = dma.call(m.Message.DATA_CONNECT, m.data_connect_request(addr=where))
+        assert reply.error == m.Error.NO_ERR
+        peer, _ = stuck.accept()
+        _, reply = dma.call(m.Message.DATA_START_BACKUP, _backup_request(str(tree), 0))
+        assert reply.error == m.Error.NO_ERR
+        time.sleep(1)
+        _, state = dma.call(m.Message.DATA_GET_STATE)
+        assert state.state == m.DATA_STATE_ACTIVE and state.operation == m.DATA_OP_BACKUP
+        _, reply = dma.call(m.Message.DATA_ABORT)
+        assert reply.error == m.Error.NO_ERR
+        halted = dma.wait_post(m.Message.NOTIFY_DATA_HALTED)
+        assert halted.reason == m.DATA_HALT_ABORTED
+        _, state = dma.call(m.Message.DATA_GET_STATE)
+        assert (state.state, state.halt_reason) == (m.DATA_STATE_HALTED, m.DATA_HALT_ABORTED)
+        _, reply = dma.call(m.Message.DATA_STOP)
+        assert reply.error == m.Error.NO_ERR
+        peer.close()
+
+        # The aborted level 0 is no base: a level 1 of the same tree fails, saying why, and the DMA hears it.
+        reader = Socket(store=str(tmp_path / "l1"))
+        dma.call(m.Message.DATA_CONNECT, m.data_connect_request(addr=_tcp(reader.port)))
+        _, reply = dma.call(m.Message.DATA_START_BACKUP, _backup_request(str(tree), 1))
+        assert reply.error == m.Error.NO_ERR
+        halted = dma.wait_post(m.Message.NOTIFY_DATA_HALTED)
+        assert halted.reason == m.DATA_HALT_INTERNAL_ERROR
+        logged = [body.entry for code, body in dma.posts if code == m.Message.LOG_MESSAGE]
+        assert any("a level 0 is needed first" in entry for entry in logged), logged
+        reader.done()
+        _, reply = dma.call(m.Message.DATA_GET_ENV)  # a failed backup reports no DUMP_DATE
+        assert not any(p.name == "DUMP_DATE" for p in reply.env)
+    stuck.close()
+    assert server.alive()
