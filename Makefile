@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the tests use: the format oracle, file systems, ACL/xattr tools, udev mocks,
-# the shells and man-page tools that check the generated completions and man pages, and Amanda's
-# ndmjob (amanda-server), the DMA the NDMP server is tested against.
-DEBIAN_TEST_PACKAGES := dump e2fsprogs xfsprogs acl attr btrfs-progs umockdev util-linux zsh fish groff-base man-db amanda-server
+# the shells and man-page tools that check the generated completions and man pages, sshd and ssh
+# for ndmpcopy over ssh, and Amanda's ndmjob (amanda-server), the DMA the NDMP server is tested against.
+DEBIAN_TEST_PACKAGES := dump e2fsprogs xfsprogs acl attr btrfs-progs umockdev util-linux zsh fish groff-base man-db openssh-server openssh-client amanda-server
 
 .PHONY: demo test lint docs check-docs clean venv
 

@@ -32,6 +32,7 @@ _ndmptools() {
             'ndmptools/contexts') cmd='ndmptools contexts' ;;
             'ndmptools/devices') cmd='ndmptools devices' ;;
             'ndmptools/dump') cmd='ndmptools dump' ;;
+            'ndmptools/ndmpcopy') cmd='ndmptools ndmpcopy' ;;
             'ndmptools/restore') cmd='ndmptools restore' ;;
             'ndmptools/serve') cmd='ndmptools serve' ;;
             'ndmptools chain/find') cmd='ndmptools chain find' ;;
@@ -58,6 +59,8 @@ _ndmptools() {
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools dump/-level' | 'ndmptools dump/--level' | 'ndmptools dump/-f' | 'ndmptools dump/--file' | 'ndmptools dump/-b' | 'ndmptools dump/--blocking-factor' | 'ndmptools dump/-L' | 'ndmptools dump/--label' | 'ndmptools dump/--capacity' | 'ndmptools dump/--snapshot' | 'ndmptools dump/--snapshot-provider' | 'ndmptools dump/--restart' | 'ndmptools dump/--checkpoint-interval' | 'ndmptools dump/-E' | 'ndmptools dump/--env' | 'ndmptools dump/--device' | 'ndmptools dump/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
+            'ndmptools ndmpcopy/-level' | 'ndmptools ndmpcopy/--level' | 'ndmptools ndmpcopy/-b' | 'ndmptools ndmpcopy/--blocking-factor' | 'ndmptools ndmpcopy/--snapshot-provider' | 'ndmptools ndmpcopy/--ssh' | 'ndmptools ndmpcopy/--remote-command' | 'ndmptools ndmpcopy/--state-dir')
+                ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file' | 'ndmptools restore/-s' | 'ndmptools restore/--file-number' | 'ndmptools restore/--device' | 'ndmptools restore/-D' | 'ndmptools restore/--target' | 'ndmptools restore/--rename' | 'ndmptools restore/-E' | 'ndmptools restore/--env' | 'ndmptools restore/--plan' | 'ndmptools restore/--at' | 'ndmptools restore/--state-dir')
                 ((i += 1)); [[ ${COMP_WORDS[i]} == "=" ]] && ((i += 1)) ;;
             'ndmptools serve/--listen' | 'ndmptools serve/--auth' | 'ndmptools serve/--credentials' | 'ndmptools serve/--config' | 'ndmptools serve/--max-sessions' | 'ndmptools serve/--state-dir')
@@ -78,6 +81,8 @@ _ndmptools() {
             'ndmptools dump/-f' | 'ndmptools dump/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools dump/--snapshot-provider') _ndmptools_offer "$cur" auto btrfs lvm zfs none ;;
             'ndmptools dump/--state-dir') _ndmptools_paths -d "$cur" ;;
+            'ndmptools ndmpcopy/--snapshot-provider') _ndmptools_offer "$cur" auto btrfs lvm zfs none ;;
+            'ndmptools ndmpcopy/--state-dir') _ndmptools_paths -d "$cur" ;;
             'ndmptools restore/-f' | 'ndmptools restore/--file') _ndmptools_paths -f "$cur" ;;
             'ndmptools restore/-D' | 'ndmptools restore/--target') _ndmptools_paths -d "$cur" ;;
             'ndmptools restore/--state-dir') _ndmptools_paths -d "$cur" ;;
@@ -99,15 +104,17 @@ _ndmptools() {
         'ndmptools contexts show/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools devices/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval -E --env --device --no-prompt --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools ndmpcopy/-'*) _ndmptools_offer "$cur" -level --level -b --blocking-factor --snapshot-provider --ssh --remote-command --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list -l --long --catalog --no-direct --original --rename --force -E --env -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools serve/-'*) _ndmptools_offer "$cur" --listen --auth --credentials --config --allow-remote --max-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump restore serve ;;
+        'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump ndmpcopy restore serve ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" find plan show ;;
         'ndmptools chain find/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain plan/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools chain show/'*) _ndmptools_paths -f "$cur" ;;
         'ndmptools contexts/'*) _ndmptools_offer "$cur" delete list show ;;
         'ndmptools dump/'*) _ndmptools_paths -f "$cur" ;;
+        'ndmptools ndmpcopy/'*) _ndmptools_paths -f "$cur" ;;
     esac
     return 0
 }

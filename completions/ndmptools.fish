@@ -20,6 +20,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set cmd 'ndmptools devices'
             case 'ndmptools/dump'
                 set cmd 'ndmptools dump'
+            case 'ndmptools/ndmpcopy'
+                set cmd 'ndmptools ndmpcopy'
             case 'ndmptools/restore'
                 set cmd 'ndmptools restore'
             case 'ndmptools/serve'
@@ -54,6 +56,8 @@ function __ndmptools_command --description 'The ndmptools (sub)command being com
                 set skip 1
             case 'ndmptools dump/-level' 'ndmptools dump/--level' 'ndmptools dump/-f' 'ndmptools dump/--file' 'ndmptools dump/-b' 'ndmptools dump/--blocking-factor' 'ndmptools dump/-L' 'ndmptools dump/--label' 'ndmptools dump/--capacity' 'ndmptools dump/--snapshot' 'ndmptools dump/--snapshot-provider' 'ndmptools dump/--restart' 'ndmptools dump/--checkpoint-interval' 'ndmptools dump/-E' 'ndmptools dump/--env' 'ndmptools dump/--device' 'ndmptools dump/--state-dir'
                 set skip 1
+            case 'ndmptools ndmpcopy/-level' 'ndmptools ndmpcopy/--level' 'ndmptools ndmpcopy/-b' 'ndmptools ndmpcopy/--blocking-factor' 'ndmptools ndmpcopy/--snapshot-provider' 'ndmptools ndmpcopy/--ssh' 'ndmptools ndmpcopy/--remote-command' 'ndmptools ndmpcopy/--state-dir'
+                set skip 1
             case 'ndmptools restore/-f' 'ndmptools restore/--file' 'ndmptools restore/-s' 'ndmptools restore/--file-number' 'ndmptools restore/--device' 'ndmptools restore/-D' 'ndmptools restore/--target' 'ndmptools restore/--rename' 'ndmptools restore/-E' 'ndmptools restore/--env' 'ndmptools restore/--plan' 'ndmptools restore/--at' 'ndmptools restore/--state-dir'
                 set skip 1
             case 'ndmptools serve/--listen' 'ndmptools serve/--auth' 'ndmptools serve/--credentials' 'ndmptools serve/--config' 'ndmptools serve/--max-sessions' 'ndmptools serve/--state-dir'
@@ -73,6 +77,7 @@ complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'chain' -d 'Increment 
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'contexts' -d 'Restartable dumps: a dump stopped in pass IV keeps a context (and its snapshot)'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'devices' -d 'List tape drives and media changers, as udev knows them'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'dump' -d 'Back up PATH (a file system, a subtree or a single file) to MEDIA'
+complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'ndmpcopy' -d 'Copy the directory SRC into DST: a dump piped into a restore -r, with nothing staged on disk'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'restore' -d 'Restore the dump on MEDIA into DIR: all of it, or only the PATHs named'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -a 'serve' -d 'Serve NDMP version 4 (CONNECT, CONFIG, DATA, TAPE, MOVER) to a backup application'
 complete -c ndmptools -n '__ndmptools_using ndmptools' -l 'version' -d 'Show the version and exit.'
@@ -169,6 +174,19 @@ complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'debug' -d 'Show 
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c ndmptools -n '__ndmptools_using ndmptools dump' -F
+
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -o 'level' -l 'level' -x -d '0 copies everything into a new or empty DST; N brings DST, which holds the copy at a lower level, up to date.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'b' -l 'blocking-factor' -x -d 'Record size of the stream in 1 KiB tape blocks (4 to 256).'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'snapshot-provider' -x -a 'auto btrfs lvm zfs none' -d 'How to snapshot SRC; auto picks from its file system, none copies it live.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'ssh' -x -d 'How to run ssh for a host:path side, split as a shell would (env NDMPTOOLS_SSH), e.g. \'ssh -p 2222 -i KEY\'.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'remote-command' -x -d 'What the far side runs for ndmptools: a shell command, e.g. \'NDMPTOOLS_STATE_DIR=/srv/state /opt/ndmptools/bin/ndmptools\'.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'json' -d 'Print the result as JSON on standard output.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'q' -l 'quiet' -d 'Print errors only: no progress, warnings or summary.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'v' -l 'verbose' -d 'Say what each phase is doing.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'debug' -d 'Show the traceback of an error.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -l 'state-dir' -x -a '(__fish_complete_directories (commandline -ct))' -d 'Where the dump history is kept (default: $NDMPTOOLS_STATE_DIR, else /var/lib/ndmptools as root).'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c ndmptools -n '__ndmptools_using ndmptools ndmpcopy' -F
 
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 'f' -l 'file' -r -F -d 'The dump to read: a file, - (standard input), a tape drive, NAME.tap or vtape:DIR; repeat for the files of the next volumes.'
 complete -c ndmptools -n '__ndmptools_using ndmptools restore' -s 's' -l 'file-number' -x -d 'Tapes: restore the Nth dump on the tape (1 is the first).'

@@ -14,6 +14,7 @@ from ndmptools.cli.common import output_options
 from ndmptools.cli.contexts_cmd import contexts
 from ndmptools.cli.devices_cmd import devices
 from ndmptools.cli.dump_cmd import dump
+from ndmptools.cli.ndmpcopy_cmd import ndmpcopy
 from ndmptools.cli.output import App, OutputClosed
 from ndmptools.cli.restore_cmd import restore
 from ndmptools.cli.serve_cmd import serve
@@ -33,6 +34,7 @@ def cli() -> None:
 
 cli.add_command(dump)
 cli.add_command(restore)
+cli.add_command(ndmpcopy)
 cli.add_command(contexts)
 cli.add_command(chain)
 cli.add_command(devices)

@@ -120,6 +120,12 @@ class SizeType(click.ParamType):
     metavar="SECONDS",
     help="How often pass IV records how far it is, for a restart; 0 after every record.",
 )
+@click.option(
+    "--commit-from-stdin",
+    is_flag=True,
+    hidden=True,  # the far side of an ndmpcopy: recorded only once its restore says it took all
+    help="With -f -: record the dump only when standard input says its restore took all of it.",
+)
 @environment_option("dump")
 @media_options
 @click.argument("path", required=False, type=click.Path(file_okay=True, dir_okay=True))
@@ -140,6 +146,7 @@ def dump(
     snapshot_provider: str,
     restart: str | None,
     checkpoint_interval: float,
+    commit_from_stdin: bool,
     environment: tuple[str, ...],
     device: str | None,
     no_prompt: bool,
@@ -240,7 +247,9 @@ def dump(
         ignore_ctime=env.get("ignore_ctime", False),
         no_acls=env.get("no_acls", False),
     )
-    result = run_dump(options, app)
+    if commit_from_stdin and (file != "-" or restart is not None):
+        raise click.UsageError("--commit-from-stdin is for a dump to standard output (-f -), not a restart")
+    result = run_dump(options, app, commit_from_stdin)
     return finish(app, "dump", result.stats, result.as_dict(), skipped_summary(result))
 
 
@@ -254,8 +263,12 @@ def skipped_summary(result: DumpResult) -> str:
     return f"{count:,} files under restore left out (the next dump takes them)"
 
 
-def run_dump(options: DumpOptions, app: App) -> DumpResult:
-    """Check the options, open the medium, run the engine; the caller renders the result."""
+def run_dump(options: DumpOptions, app: App, commit_from_stdin: bool = False) -> DumpResult:
+    """Check the options, open the medium, run the engine; the caller renders the result.
+
+    ``commit_from_stdin``: the far side of an ndmpcopy, whose medium closes (and
+    the dump counts) only when the copy's restore sends its word on stdin.
+    """
     from ndmptools.engine.dump import run_dump as engine_dump
     from ndmptools.media import open_medium
 
@@ -275,6 +288,15 @@ def run_dump(options: DumpOptions, app: App) -> DumpResult:
             from ndmptools.engine.dump.restart import run_restart
 
             return run_restart(options, lambda: open_medium(request), run, history, contexts)
+        if commit_from_stdin:
+            from ndmptools.engine.copy import await_commit
+            from ndmptools.media.stream import ConfirmedMedium
+
+            def open_confirmed():
+                place = {"spec": "ndmpcopy", "file_number": 1}
+                return ConfirmedMedium(open_medium(request), await_commit, place)
+
+            return engine_dump(options, open_confirmed, run, history)  # a stream: no context to restart
         return engine_dump(options, lambda: open_medium(request), run, history, contexts=contexts)
     finally:
         reporter.close()

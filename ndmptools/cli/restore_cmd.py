@@ -532,6 +532,7 @@ def run_incremental(
                     "moved": applied.moved,
                     "restored": applied.restored,
                     "not_restored": applied.not_restored,
+                    "stopped": applied.stopped,
                     "bytes": run.stats.bytes,
                     "warnings": run.stats.warnings,
                 }

@@ -17,6 +17,7 @@ __all__ = [
     "Interrupted",
     "MediaError",
     "NdmpToolsError",
+    "RemoteError",
     "SnapshotError",
     "SourceError",
     "StateError",
@@ -47,3 +48,19 @@ class Interrupted(NdmpToolsError):
     """The user or the system stopped the run (SIGINT, SIGTERM)."""
 
     exit_code = 130
+
+
+class RemoteError(NdmpToolsError):
+    """The far side of an ndmpcopy failed, or ssh could not reach it.
+
+    It ends with the far side's own exit code when that names an error
+    (a far dump without its base is a chain error here too), else 5: the
+    stream to or from the far side is the copy's medium.
+    """
+
+    exit_code = 5
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code

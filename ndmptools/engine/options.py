@@ -86,6 +86,20 @@ class CompareOptions:
     prompt: bool = True
 
 
+@dataclass(frozen=True)
+class CopyOptions:
+    """``ndmptools ndmpcopy``: a dump of SOURCE restored into TARGET, either of them over ssh."""
+
+    source: str  # a local path or [user@]host:path
+    target: str
+    level: int = 0
+    blocking_factor: int = DEFAULT_BLOCKING_FACTOR
+    snapshot_provider: str = "auto"
+    ssh: str = "ssh"  # the ssh command and its options, split as a shell would
+    remote_command: str = "ndmptools"  # what the far side runs: a shell command prefix
+    state_dir: str | None = None  # this side's state directory (the far side keeps its own)
+
+
 # -- the NDMP-style environment (-E NAME=VALUE, and NDMP's DATA_START_* env) -------------------
 
 _YES = {"Y": True, "T": True, "N": False, "F": False}  # ONTAP takes T and F for Y and N

@@ -101,3 +101,8 @@ class RestoreTargets:
                     time.time(),
                 ),
             )
+
+    def forget(self, target: str) -> None:
+        """Drop what is kept for ``target``: a new directory there may reuse the old one's inode."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM restore_targets WHERE target = ?", (os.path.realpath(target),))

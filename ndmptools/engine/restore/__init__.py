@@ -441,8 +441,11 @@ class Restorer:
 
     # -- stage 4 ------------------------------------------------------------------------
 
-    def set_directory_attributes(self, only: set[int] | None = None) -> None:
-        """Each directory's owner, attributes, ACLs, mode, times and flags (``only`` those), deepest first."""
+    def set_directory_attributes(self, only: set[int] | None = None, exact: bool = False) -> None:
+        """Each directory's owner, attributes, ACLs, mode, times and flags (``only`` those), deepest first.
+
+        ``exact`` (restore -r): what a directory has and its dump does not is removed.
+        """
         self.run.reporter.phase("stage 4: directory attributes")
         for directory in reversed(self.catalog.directories):
             if directory.ino in self.failed_dirs or (only is not None and directory.ino not in only):
@@ -463,6 +466,7 @@ class Restorer:
                         fd=fd,
                         parent_default=parent_default,
                         set_defaults=True,
+                        drop_others=exact,
                     )
                     self.attributes.after_links(directory.path, directory.info, fd)
             except Refused as why:

@@ -129,18 +129,24 @@ class AttributeSetter:
         name: bytes = b"",
         parent_default: bytes | None = None,
         set_defaults: bool = False,
+        drop_others: bool = False,
     ) -> None:
         """Owner, attributes and ACLs, mode and times of one entry: by ``fd``, or by ``name`` in ``dir_fd``.
 
         ``parent_default`` is the default ACL of the directory it is restored
         into (None: none there, or the rule does not apply); ``set_defaults``:
-        a directory, whose own default ACL is made to match the media's.
+        a directory, whose own default ACL is made to match the media's;
+        ``drop_others``: an entry that was there before (a directory restore -r
+        merges into), whose user.* and trusted.* attributes and ACLs that the
+        media does not hold are removed, so that it ends as the dump has it.
         """
         if info.birth_ns is not None:
             self._births = True
         where: int | bytes = fd if fd is not None else xattr_path(dir_fd, name)
         if metadata.RESTORES_OWNERS:  # looked up each time: a test may run a restore as nobody
             self._step(path, "owner", lambda: _chown(fd, dir_fd, name, info))
+        if drop_others:
+            self._drop_others(where, attributes, set_defaults, parent_default)
         mode = self._set_attributes(path, where, info, attributes, parent_default, set_defaults)
         self._step(path, "mode and times", lambda: _mode_and_times(fd, dir_fd, name, info, mode))
 
@@ -221,6 +227,28 @@ class AttributeSetter:
                 kind = "ACLs" if xname in _ACLS else "extended attributes"
                 self._warn(path, kind, f"its {os.fsdecode(xname)} could not be set: {err.strerror}")
         return mode
+
+    def _drop_others(
+        self,
+        where: int | bytes,
+        attributes: ReadAttributes | None,
+        set_defaults: bool,
+        parent_default: bytes | None,
+    ) -> None:
+        """Remove what an existing entry has and its dump does not (user.*, trusted.*, ACLs)."""
+        follow = isinstance(where, int)
+        keep = {os.fsencode(n) for n, _ in (attributes.attributes if attributes else ())}
+        try:
+            present = [os.fsencode(n) for n in os.listxattr(where, follow_symlinks=follow)]
+        except OSError:
+            return
+        for name in present:
+            if name in keep or name == _MARK:
+                continue
+            acl = (name == ACL_ACCESS and parent_default is None) or (name == ACL_DEFAULT and set_defaults)
+            if acl or name.startswith((b"user.", b"trusted.")):
+                with suppress(OSError):
+                    os.removexattr(where, name, follow_symlinks=follow)
 
     def _step(self, path: bytes, what: str, action) -> None:
         try:

@@ -85,6 +85,7 @@ class AppliedDump:
     moved: int
     restored: int
     not_restored: int
+    stopped: str | None = None  # the target filled up: why and where the restore stopped
 
 
 class IncrementalRestore:
@@ -343,7 +344,7 @@ def apply_dump(
             restorer = Restorer(catalog, reader, target, run)
             restorer.extract()
             applier.cleanup()
-            restorer.set_directory_attributes(only=set(media.contents))
+            restorer.set_directory_attributes(only=set(media.contents), exact=True)
             restorer.finish()
             removed, moved = applier.removed, applier.moved
     except FormatError:
@@ -367,5 +368,12 @@ def apply_dump(
     run.stats.bytes = reader.blocks.blocks_read * TP_BSIZE
     run.stats.stop()
     return AppliedDump(
-        header.level, header.date, options.target, removed, moved, restorer.restored, restorer.not_restored
+        header.level,
+        header.date,
+        options.target,
+        removed,
+        moved,
+        restorer.restored,
+        restorer.not_restored,
+        restorer.full,
     )
