@@ -53,6 +53,7 @@ def test_values_read_as_they_should():
     env = read_environment("dump", ["BASE_DATE=0x65000000", "EXCLUDE=*.o, cache", "EXCLUDE=tmp/x", "HIST=T"])
     assert env == {"base_date": 0x65000000, "exclude": ("*.o", "cache", "tmp/x"), "file_history": True}
     assert read_environment("restore", ["DUMP_DATE=1700000000"]) == {"dump_date": 1700000000}
+    assert read_environment("dump", ["EXCLUDE="]) == {"exclude": ()}  # a DMA's default, sent back
 
 
 @pytest.mark.parametrize(

@@ -285,6 +285,28 @@ def test_tape_tcp_images_are_dumps_debian_restores(server, tree, tmp_path):
     okay("-x", "-D", a, "-B", "dump", "-C", str(back), "-J", index0, "-f", "tcp", "-o", source.spec, "/")
     source.done()
     same(tree, back)
+    one = tmp_path / "one"
+    one.mkdir()
+    source = Socket(send=raw0)
+    okay(
+        "-x",
+        "-D",
+        a,
+        "-B",
+        "dump",
+        "-C",
+        str(one),
+        "-J",
+        index0,
+        "-f",
+        "tcp",
+        "-o",
+        source.spec,
+        "sub/zz-last",
+    )
+    source.done()
+    assert (one / "sub" / "zz-last").read_bytes() == SPEC["sub"]["zz-last"]
+    assert sorted(p.name for p in one.rglob("*")) == ["sub", "zz-last"]
 
     # A level 1 after changes (a deletion too), and Debian's restore -r applies the chain.
     change(tree)
@@ -405,3 +427,34 @@ def test_abort_mid_backup_halts_aborted_and_leaves_no_base(server, tmp_path):
         assert not any(p.name == "DUMP_DATE" for p in reply.env)
     stuck.close()
     assert server.alive()
+
+
+def test_swap_connect_data_listens(server, tree, tmp_path):
+    """`-o swap-connect`: DATA_LISTEN and MOVER_CONNECT, over TCP to ndmjob's tape agent and LOCAL here."""
+    a = agent(server)
+    image = tmp_path / "sim.img"
+    image.touch()
+    index = str(tmp_path / "index")
+    okay(
+        "-c",
+        "-o",
+        "swap-connect",
+        "-D",
+        a,
+        "-T",
+        ".",
+        "-B",
+        "dump",
+        "-C",
+        str(tree),
+        "-I",
+        index,
+        "-f",
+        str(image),
+    )
+    tape = str(tmp_path / "x.tap")
+    okay("-c", "-o", "swap-connect", "-D", a, "-B", "dump", "-C", str(tree), "-I", index, "-f", tape)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    okay("-x", "-o", "swap-connect", "-D", a, "-B", "dump", "-C", str(whole), "-f", tape, "-J", index, "/")
+    same(tree, whole)

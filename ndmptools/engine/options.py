@@ -147,10 +147,11 @@ def _type(value: str) -> str:
 
 
 def _patterns(value: str) -> tuple[str, ...]:
-    """EXCLUDE: comma-separated patterns, ONTAP-style; empty ones are dropped."""
+    """EXCLUDE: comma-separated patterns, ONTAP-style; empty ones are dropped (EXCLUDE= excludes nothing).
+
+    A DMA may send the butype's default environment back as it got it, EXCLUDE="" included.
+    """
     found = tuple(p.strip() for p in value.split(",") if p.strip())
-    if not found:
-        raise ValueError("one or more patterns, separated by commas")
     if any(p.startswith("/") or ".." in p.split("/") for p in found):
         raise ValueError("patterns of names or of paths inside the dump (no leading '/', no '..')")
     return found
