@@ -362,9 +362,11 @@ def test_environment_over_ndmp(server, tree, tmp_path):
     nothing = tmp_path / "nothing"
     nothing.mkdir()
     out = okay(
-        "-x", "-D", a, "-B", "dump", "-C", str(nothing), "-E", "NOWRITE=Y", "-f", tape, "-J", index, "/"
-    )
+        "-x", "-D", a, "-B", "dump", "-C", str(nothing), "-E", "NOWRITE=Y", "-E", "EXTRACT=N",
+        "-f", tape, "-J", index, "/",
+    )  # fmt: skip
     assert "NOWRITE:" in out and list(nothing.iterdir()) == []
+    assert "EXTRACT=N: over NDMP the name list says what is restored" in out
     out = okay("-x", "-D", a, "-B", "dump", "-C", str(nothing), "-E", "LIST=Y", "-f", tape, "-J", index, "/")
     assert 'DLMn "file sub/zz-last"' in out and list(nothing.iterdir()) == []
     back = tmp_path / "back"

@@ -303,6 +303,11 @@ class DataService:
             except UsageError as err:
                 self.session.log_message(f"ndmptools: {err.message}", m.LOG_ERROR)
                 raise NdmpError(m.Error.ILLEGAL_ARGS_ERR, err.message) from None
+            if "extract" in fields:
+                notes.append(
+                    f"EXTRACT={fields['extract']}: over NDMP the name list says what is restored and where "
+                    "(a destination other than the original path is a rename)"
+                )
             sock = self._stream()
             # Seeks go to this server's own mover only: others may take reads in whole records of a
             # size DATA is never told (ndmjob's own tape agent does), so theirs is read on in order.
