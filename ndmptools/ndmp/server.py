@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ndmptools.ndmp import connect, info, mover, tape
+from ndmptools.ndmp import connect, data, info, mover, tape
 from ndmptools.ndmp import messages as m
 from ndmptools.ndmp.config import ServeSettings
 from ndmptools.ndmp.session import NdmpError, Session
@@ -42,7 +42,7 @@ HANDLERS.update(connect.HANDLERS)
 HANDLERS.update(info.HANDLERS)
 HANDLERS.update(tape.HANDLERS)
 HANDLERS.update(mover.HANDLERS)
-# DATA: HANDLERS.update(data.HANDLERS) -- ndmptools/ndmp/data.py (ndmp-data) adds this line.
+HANDLERS.update(data.HANDLERS)
 
 # What a client may ask before it has authenticated.
 BEFORE_AUTH = {

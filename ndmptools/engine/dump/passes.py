@@ -60,6 +60,8 @@ class DumpWriter:
         self.live = live  # the live tree, not a snapshot: changes during the dump are reported
         self.history: FileHistoryRecorder | None = None  # HIST=Y: each inode and its place go to the catalog
         self.unknown_namespaces = 0  # inodes with system.* attributes Linux restore 0.4b47 has no index for
+        self.no_acls = False  # NO_ACLS=Y: POSIX ACLs stay off media (other extended attributes go)
+        self.observer = None  # told of each inode and its place, like the catalog (an NDMP DMA)
 
     # -- volume start and maps ------------------------------------------------
 
@@ -266,6 +268,8 @@ class DumpWriter:
 
     def _attribute_areas(self, path: bytes, attributes: list[tuple[bytes, bytes]]) -> list[bytes]:
         """The areas an inode's extended attributes go to media in, saying what others may refuse."""
+        if self.no_acls and attributes:
+            attributes = [(n, v) for n, v in attributes if n not in (ACL_ACCESS, ACL_DEFAULT)]
         if not attributes:
             return []
         plan = plan_areas(attributes)
@@ -362,6 +366,8 @@ class DumpWriter:
         self.inodes_written += 1
         if self.history is not None:
             self.history.inode(ino, info, tapea, present)
+        if self.observer is not None:
+            self.observer.inode(ino, info, tapea, present)
         return shortfall
 
     def _write_inode(
@@ -396,6 +402,11 @@ class DumpWriter:
                 self.history.directory(ino, directory, info, tapea, blocks, data)
             else:
                 self.history.inode(ino, info, tapea, blocks)
+        if self.observer is not None:
+            if directory is not None:
+                self.observer.directory(ino, directory, info, tapea, blocks, data)
+            else:
+                self.observer.inode(ino, info, tapea, blocks)
 
     def finish(self) -> None:
         """TS_END blocks to the end of the last record (and, from a live tree, what moved meanwhile)."""
