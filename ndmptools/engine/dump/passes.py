@@ -327,9 +327,7 @@ class DumpWriter:
             shortfall = size - w.write_file_data(fd, 0, size)
             self.run.reporter.advance((total_blocks + 1) * TP_BSIZE)
             self._write_attributes(ino, info, areas)
-            self.inodes_written += 1
-            if self.history is not None:
-                self.history.inode(ino, info, tapea, total_blocks)
+            self._written(ino, info, tapea, total_blocks)
             return shortfall
         present = 0
         for first in range(0, max(total_blocks, 1), TP_NINDIR):
@@ -363,12 +361,16 @@ class DumpWriter:
             self.run.reporter.advance(TP_BSIZE)
             record_type = RecordType.ADDR
         self._write_attributes(ino, info, areas)
+        self._written(ino, info, tapea, present)
+        return shortfall
+
+    def _written(self, ino: int, info: InodeInfo, tapea: int, blocks: int) -> None:
+        """A file is on media: count it, and tell the file history and an NDMP DMA where it went."""
         self.inodes_written += 1
         if self.history is not None:
-            self.history.inode(ino, info, tapea, present)
+            self.history.inode(ino, info, tapea, blocks)
         if self.observer is not None:
-            self.observer.inode(ino, info, tapea, present)
-        return shortfall
+            self.observer.inode(ino, info, tapea, blocks)
 
     def _write_inode(
         self,
