@@ -23,7 +23,6 @@ from ndmptools.ndmp.wire import DEFAULT_MAX_RECORD
 
 DEFAULT_CREDENTIALS = "/etc/ndmptools/serve.conf"
 AUTH_METHODS = ("md5", "text", "none")
-DEFAULT_MAX_SESSIONS = 8
 
 
 class ServeConfigError(NdmpToolsError):
@@ -38,7 +37,8 @@ class ServeSettings:
     port: int = 10000
     auth: str = "md5"  # md5, text or none
     users: dict[str, str] = field(default_factory=dict)  # name -> clear-text password
-    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_sessions: int | None = None  # this server's own cap; None: only the machine's limit
+    force_sessions: bool = False  # a max_sessions in config.toml above what the memory allows
     max_record: int = DEFAULT_MAX_RECORD
     allow_remote: bool = False
     state_dir: str | None = None  # the dump history DATA uses (None: the default place)
@@ -57,7 +57,7 @@ class ServeSettings:
             )
         if not 0 <= self.port <= 0xFFFF:
             raise ServeConfigError(f"port {self.port} is out of range")
-        if self.max_sessions < 1:
+        if self.max_sessions is not None and self.max_sessions < 1:
             raise ServeConfigError("the session limit must be at least 1")
 
 

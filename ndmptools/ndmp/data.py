@@ -329,8 +329,6 @@ class DataService:
         if fields.get("debug"):
             shown = ", ".join(f"{k}={v!r}" for k, v in sorted(fields.items()))
             self.session.log_message(f"ndmptools: options from the environment: {shown}", m.LOG_DEBUG)
-        # Session slots: a DATA operation is where the lead wires ndmptools.engine.sessions
-        # (kind="ndmp") once it is on main; the connection itself already counts in server.py.
         self.thread = threading.Thread(
             target=self._run, args=(work, fields, *more), name=f"ndmp-data-{self.session.number}", daemon=True
         )
@@ -346,7 +344,10 @@ class DataService:
 
     def _run(self, work, fields: dict, *more) -> None:
         reason = m.DATA_HALT_SUCCESSFUL
-        run = RunContext(DmaReporter(self.session, verbose=bool(fields.get("verbose"))))
+        reporter = DmaReporter(self.session, verbose=bool(fields.get("verbose")))
+        if self.session.slot is not None:  # the connection's session slot counts the bytes moved
+            reporter = self.session.slot.reporter(reporter)
+        run = RunContext(reporter)
         try:
             work(fields, run, *more)
         except NdmpToolsError as err:
