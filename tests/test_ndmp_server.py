@@ -475,6 +475,7 @@ def test_each_connection_is_one_of_the_machines_sessions(tmp_path):
     "args, message",
     [
         (["--listen", "0.0.0.0:0", "--auth", "none"], "--allow-remote"),
+        (["--listen", "0.0.0.0:0", "--credentials", "/nonexistent/serve.conf"], "--allow-remote"),
         (
             ["--listen", "127.0.0.1:0", "--auth", "md5", "--credentials", "/nonexistent/serve.conf"],
             "cannot open",

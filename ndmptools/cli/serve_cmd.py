@@ -83,10 +83,17 @@ def serve(app: App, **values) -> int:
 
 def run_serve(app: App, opts: ServeOptions) -> int:
     """Check the options, load the credentials, listen, and serve until interrupted."""
-    from ndmptools.ndmp.config import DEFAULT_CREDENTIALS, ServeSettings, load_credentials, parse_listen
+    from ndmptools.ndmp.config import (
+        DEFAULT_CREDENTIALS,
+        ServeSettings,
+        check_address,
+        load_credentials,
+        parse_listen,
+    )
     from ndmptools.ndmp.server import NdmpServer
 
     host, port = parse_listen(opts.listen)
+    check_address(host, opts.allow_remote)  # before the credentials: the address is the bigger mistake
     users: dict[str, str] = {}
     if opts.auth != "none":
         users = load_credentials(opts.credentials or DEFAULT_CREDENTIALS)

@@ -51,14 +51,17 @@ class ServeSettings:
             raise ServeConfigError(
                 f"--auth {self.auth} needs a user in the credentials file: there is no default password"
             )
-        if not is_loopback(self.host) and not self.allow_remote:
-            raise ServeConfigError(
-                f"{self.host} is not a loopback address: pass --allow-remote to serve other hosts"
-            )
+        check_address(self.host, self.allow_remote)
         if not 0 <= self.port <= 0xFFFF:
             raise ServeConfigError(f"port {self.port} is out of range")
         if self.max_sessions is not None and self.max_sessions < 1:
             raise ServeConfigError("the session limit must be at least 1")
+
+
+def check_address(host: str, allow_remote: bool) -> None:
+    """Serving other hosts is an explicit choice: refuse an address off loopback without it."""
+    if not is_loopback(host) and not allow_remote:
+        raise ServeConfigError(f"{host} is not a loopback address: pass --allow-remote to serve other hosts")
 
 
 def is_loopback(host: str) -> bool:
