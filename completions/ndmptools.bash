@@ -110,7 +110,7 @@ _ndmptools() {
         'ndmptools dump/-'*) _ndmptools_offer "$cur" -level --level -f --file -b --blocking-factor -L --label --capacity --append --no-update --no-history --auto-baseline --snapshot --snapshot-provider --restart --checkpoint-interval -E --env --device --no-prompt --wait --force-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools ndmpcopy/-'*) _ndmptools_offer "$cur" -level --level -b --blocking-factor --snapshot-provider --ssh --remote-command --wait --force-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools restore/-'*) _ndmptools_offer "$cur" -f --file -s --file-number --device --no-prompt -D --target -C --compare -t --list -l --long --catalog --no-direct --original --rename --force -E --env --wait --force-sessions -r --incremental --plan --at --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
-        'ndmptools serve/-'*) _ndmptools_offer "$cur" --listen --auth --credentials --config --allow-remote --max-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
+        'ndmptools serve/-'*) _ndmptools_offer "$cur" --listen --auth --credentials --config --allow-remote --max-sessions --force-sessions --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools sessions/-'*) _ndmptools_offer "$cur" --json -q --quiet -v --verbose --debug --state-dir -h --help ;;
         'ndmptools/'*) _ndmptools_offer "$cur" chain contexts devices dump ndmpcopy restore serve sessions ;;
         'ndmptools chain/'*) _ndmptools_offer "$cur" find plan show ;;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,11 +39,30 @@ def write_credentials(directory: str, user: str = "ndmp", password: str = "s3cre
 class ServeProcess:
     """`ndmptools serve` in a subprocess on a free loopback port; killed on exit."""
 
-    def __init__(self, *args: str, auth: str = "none", credentials: str | None = None, env=None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        auth: str = "none",
+        credentials: str | None = None,
+        env=None,
+        machine_sessions: int | None = 64,
+    ) -> None:
+        """``machine_sessions``: the state directory's max_sessions (forced past the memory's
+        limit, so that a small CI machine serves the tests' bursts); None: the memory's own."""
         self.args = ["--listen", "127.0.0.1:0", "--auth", auth, *args]
         if credentials:
             self.args += ["--credentials", credentials]
-        self.env = env
+        self.env = dict(env or {})
+        self._own_state: str | None = None
+        if "NDMPTOOLS_STATE_DIR" not in self.env:  # never the machine's /var/lib/ndmptools
+            self._own_state = tempfile.mkdtemp(prefix="ndmp-serve-state-")
+            self.env["NDMPTOOLS_STATE_DIR"] = self._own_state
+        self.state_dir = self.env["NDMPTOOLS_STATE_DIR"]
+        if machine_sessions is not None:
+            os.makedirs(self.state_dir, exist_ok=True)
+            with open(os.path.join(self.state_dir, "config.toml"), "w") as handle:
+                handle.write(f"max_sessions = {machine_sessions}\n")
+            self.args.append("--force-sessions")
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in __exit__
@@ -94,6 +114,8 @@ class ServeProcess:
     def __exit__(self, *exc) -> None:
         self.stop()
         self._stderr.close()
+        if self._own_state is not None:
+            shutil.rmtree(self._own_state, ignore_errors=True)
 
 
 class Client:

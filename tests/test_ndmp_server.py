@@ -423,10 +423,59 @@ def test_session_limit_refuses_the_extra_connections(tmp_path):
             time.sleep(0.1)
 
 
+def test_each_connection_is_one_of_the_machines_sessions(tmp_path):
+    """With max_sessions = 2, two NDMP connections fill the machine: a third and a dump are refused."""
+    from ndmptools.engine import sessions
+
+    state = str(tmp_path / "state")
+    with ServeProcess(env={"NDMPTOOLS_STATE_DIR": state}, machine_sessions=2) as proc:
+        first, second = Client(proc.port), Client(proc.port)
+        try:
+            assert first.greeting.reason == second.greeting.reason == m.CONNECTED
+            held = sessions.running(state)
+            assert [r.kind for r in held] == ["ndmp", "ndmp"]
+            assert all(r.path.startswith("NDMP connection from 127.0.0.1:") for r in held)
+            with Client(proc.port) as third:
+                assert third.greeting.reason == m.REFUSED
+                assert "the session limit is reached: 2 of 2 in use" in third.greeting.text_reason
+            tree = tmp_path / "tree"
+            tree.mkdir()
+            (tree / "a").write_bytes(b"a")
+            dump = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ndmptools",
+                    "--state-dir",
+                    state,
+                    "dump",
+                    "-f",
+                    str(tmp_path / "d"),
+                    str(tree),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert dump.returncode == 12, dump.stderr
+            assert "ndmp NDMP connection from 127.0.0.1:" in dump.stderr
+        finally:
+            first.close()
+        deadline = time.monotonic() + 10
+        while len(sessions.running(state)) != 1:  # the closed connection gives its slot back
+            assert time.monotonic() < deadline, sessions.running(state)
+            time.sleep(0.05)
+        with Client(proc.port) as again:
+            assert again.greeting.reason == m.CONNECTED
+            assert error_of(again.call(M.CONFIG_GET_SERVER_INFO)) == 0
+        second.close()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--listen", "0.0.0.0:0", "--auth", "none"], "--allow-remote"),
+        (["--listen", "0.0.0.0:0", "--credentials", "/nonexistent/serve.conf"], "--allow-remote"),
         (
             ["--listen", "127.0.0.1:0", "--auth", "md5", "--credentials", "/nonexistent/serve.conf"],
             "cannot open",

@@ -234,7 +234,8 @@ def environment_option(command: str):
         "environment",
         multiple=True,
         metavar="NAME=VALUE",
-        help=f"An NDMP environment variable ({names}); Y/N also as T/F. Repeatable.",
+        help=f"An NDMP environment variable ({names}); Y/N also as T/F. Repeatable; "
+        "docs/ndmp.md says what each does.",
     )
 
 
@@ -261,4 +262,10 @@ def environment_fields(
         if flagged != value:
             flag = "--" + param.replace("_", "-") if param != "path" else "PATH"
             raise click.UsageError(f"-E {variable_of(command, field)} and {flag} disagree")
+    app = ctx.obj
+    if found.pop("debug", False):
+        app.debug = True  # DEBUG=Y is --debug
+    if found.pop("verbose", False):
+        app.verbose = max(app.verbose, 1)  # VERBOSE=Y is -v
+    found.pop("type", None)  # TYPE=dump: checked when read, nothing to set
     return found

@@ -253,6 +253,10 @@ def dump(
         checkpoint_interval=checkpoint_interval,
         session_wait=session_wait,
         force_sessions=force_sessions,
+        base_date=env.get("base_date"),
+        exclude=env.get("exclude", ()),
+        ignore_ctime=env.get("ignore_ctime", False),
+        no_acls=env.get("no_acls", False),
     )
     if commit_from_stdin and (file != "-" or restart is not None):
         raise click.UsageError("--commit-from-stdin is for a dump to standard output (-f -), not a restart")

@@ -25,7 +25,13 @@ from ndmptools.cli.common import (
 )
 from ndmptools.cli.output import App, ConsoleReporter, OutputClosed, finish, summary_line
 from ndmptools.engine.errors import TargetError
-from ndmptools.engine.options import CompareOptions, ListOptions, RestoreOptions, check_extract
+from ndmptools.engine.options import (
+    CompareOptions,
+    ListOptions,
+    RestoreOptions,
+    check_extract,
+    variable_of,
+)
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.errors import DIFFERENCES_FOUND, StateError
 
@@ -220,6 +226,16 @@ def restore(
     check_extract(env.get("extract"), paths, pairs)
     force = env.get("force", force)
     direct = env.get("direct", not no_direct)
+    if env.get("list"):
+        if compare:
+            raise click.UsageError("-E LIST=Y lists: it does not go with -C")
+        list_only = True  # LIST=Y is -t
+    restore_only = {
+        k: env[k] for k in ("extract_acl", "nowrite", "recursive", "full_paths", "dump_date") if k in env
+    }
+    if restore_only and (compare or list_only or incremental or plan_path is not None):
+        names = ", ".join(variable_of("restore", k) for k in restore_only)
+        raise click.UsageError(f"-E {names} goes with a restore (not -C, -t or -r)")
     if compare:
         for given, option in (
             (list_only, "-t"),
@@ -285,6 +301,7 @@ def restore(
         renames=pairs,
         force=force,
         original=original,
+        **restore_only,
         **media,
     )
     result = run_restore(options, app)

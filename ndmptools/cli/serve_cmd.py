@@ -17,7 +17,8 @@ class ServeOptions:
     auth: str
     credentials: str | None
     allow_remote: bool
-    max_sessions: int
+    max_sessions: int | None
+    force_sessions: bool
 
 
 @click.command("serve")
@@ -52,9 +53,14 @@ class ServeOptions:
 @click.option(
     "--max-sessions",
     type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Connections served at once; more are refused.",
+    default=None,
+    help="Connections this server takes at once; more are refused. Each connection is also one of "
+    "the machine's sessions (see `ndmptools sessions`), whose limit refuses them first.",
+)
+@click.option(
+    "--force-sessions",
+    is_flag=True,
+    help="Take a max_sessions in config.toml that is above what the machine's memory allows.",
 )
 @output_options
 @click.pass_obj
@@ -77,10 +83,17 @@ def serve(app: App, **values) -> int:
 
 def run_serve(app: App, opts: ServeOptions) -> int:
     """Check the options, load the credentials, listen, and serve until interrupted."""
-    from ndmptools.ndmp.config import DEFAULT_CREDENTIALS, ServeSettings, load_credentials, parse_listen
+    from ndmptools.ndmp.config import (
+        DEFAULT_CREDENTIALS,
+        ServeSettings,
+        check_address,
+        load_credentials,
+        parse_listen,
+    )
     from ndmptools.ndmp.server import NdmpServer
 
     host, port = parse_listen(opts.listen)
+    check_address(host, opts.allow_remote)  # before the credentials: the address is the bigger mistake
     users: dict[str, str] = {}
     if opts.auth != "none":
         users = load_credentials(opts.credentials or DEFAULT_CREDENTIALS)
@@ -90,15 +103,23 @@ def run_serve(app: App, opts: ServeOptions) -> int:
         auth=opts.auth,
         users=users,
         max_sessions=opts.max_sessions,
+        force_sessions=opts.force_sessions,
         allow_remote=opts.allow_remote,
         state_dir=app.state_dir,
     )
     settings.check()
+    from ndmptools.engine.sessions import session_limit
+
+    limit = session_limit(app.state_dir, opts.force_sessions)  # a bad config.toml fails here, not later
     _configure_logging(app)
     server = NdmpServer(settings)
     bound_host, bound_port = server.bind()
     if not app.quiet:
-        click.echo(f"ndmptools: serving NDMP v4 on {bound_host}:{bound_port} (auth {opts.auth})", err=True)
+        click.echo(
+            f"ndmptools: serving NDMP v4 on {bound_host}:{bound_port} (auth {opts.auth}; "
+            f"each connection is a session, at most {limit.describe()})",
+            err=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -32,6 +32,10 @@ class DumpOptions:
     restore_marks: bool = True  # leave out files a running restore marks (off: benchmarks only)
     session_wait: float | None = None  # --wait: seconds to wait for a session slot (inf: forever)
     force_sessions: bool = False  # accept a max_sessions above what the memory allows
+    base_date: int | None = None  # BASE_DATE: the c_date of the base dump (0: none, a level 0)
+    exclude: tuple[str, ...] = ()  # EXCLUDE: name or relative-path patterns left out
+    ignore_ctime: bool = False  # IGNORE_CTIME=Y: an incremental looks at mtime only
+    no_acls: bool = False  # NO_ACLS=Y: no POSIX ACL areas on media
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ class RestoreOptions:
     mark_files: bool = True  # each regular file carries the restore mark until complete (off: benchmarks)
     session_wait: float | None = None
     force_sessions: bool = False
+    extract_acl: bool = True  # EXTRACT_ACL=N: the POSIX ACLs on media are not set
+    nowrite: bool = False  # NOWRITE=Y: read all a restore would, write nothing
+    recursive: bool = True  # RECURSIVE=N: a directory PATH brings only the directory
+    full_paths: bool = True  # RECOVER_FULL_PATHS=N: directories on the way to a PATH as mkdir makes them
+    dump_date: int | None = None  # DUMP_DATE: the c_date the dump must have
+    places: tuple[tuple[str, int], ...] = ()  # (PATH, c_tapea) from a DMA's file history, for DAR
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ class CopyOptions:
     force_sessions: bool = False  # a max_sessions above the memory's limit is taken
 
 
-# -- the NDMP-style environment (-E NAME=VALUE) ------------------------------------------------
+# -- the NDMP-style environment (-E NAME=VALUE, and NDMP's DATA_START_* env) -------------------
 
 _YES = {"Y": True, "T": True, "N": False, "F": False}  # ONTAP takes T and F for Y and N
 
@@ -129,19 +139,98 @@ def _path(value: str) -> str:
     return value
 
 
-# name -> (the option field it sets, how its value reads), per command
+def _date(value: str) -> int:
+    """A dump date as DUMP_DATE reports it: seconds since the epoch, decimal or 0x hex."""
+    try:
+        date = int(value, 16) if value.lower().startswith("0x") else int(value)
+    except ValueError:
+        raise ValueError("a dump date in seconds since 1970 (as DUMP_DATE reports it)") from None
+    if not 0 <= date < 2**32:
+        raise ValueError("a dump date in seconds since 1970 (as DUMP_DATE reports it)")
+    return date
+
+
+def _type(value: str) -> str:
+    if value.lower() != "dump":
+        raise ValueError("dump (the only backup type ndmptools writes)")
+    return "dump"
+
+
+def _patterns(value: str) -> tuple[str, ...]:
+    """EXCLUDE: comma-separated patterns, ONTAP-style; empty ones are dropped (EXCLUDE= excludes nothing).
+
+    A DMA may send the butype's default environment back as it got it, EXCLUDE="" included.
+    """
+    found = tuple(p.strip() for p in value.split(",") if p.strip())
+    if any(p.startswith("/") or ".." in p.split("/") for p in found):
+        raise ValueError("patterns of names or of paths inside the dump (no leading '/', no '..')")
+    return found
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the option field it sets, how its value reads, what it does."""
+
+    name: str
+    field: str
+    read: object  # Callable[[str], object]; ValueError's text says what the value must be
+    effect: str  # one line: what it does in this engine (docs, help, and the NDMP log)
+    repeatable: bool = False  # each occurrence adds (EXCLUDE), rather than having to agree
+
+
+_DUMP_VARIABLES = (
+    Variable("FILESYSTEM", "path", _path, "the path to back up"),
+    Variable("LEVEL", "level", _level, "the dump level, 0 to 31"),
+    Variable("HIST", "file_history", _flag, "Y: record the file history (and send it to an NDMP DMA)"),
+    Variable("UPDATE", "update", _flag, "Y: a completed dump becomes a base for later levels"),
+    Variable("TYPE", "type", _type, "the backup type: only dump"),
+    Variable(
+        "BASE_DATE",
+        "base_date",
+        _date,
+        "the DUMP_DATE of the base dump: an incremental on exactly that dump (0: a level 0)",
+    ),
+    Variable(
+        "EXCLUDE",
+        "exclude",
+        _patterns,
+        "names (or paths inside the dump) to leave out, shell patterns, comma-separated",
+        repeatable=True,
+    ),
+    Variable("IGNORE_CTIME", "ignore_ctime", _flag, "Y: an incremental selects files by mtime only"),
+    Variable("NO_ACLS", "no_acls", _flag, "Y: POSIX ACLs are not written to media"),
+    Variable("DEBUG", "debug", _flag, "Y: debug output (--debug; over NDMP, debug log messages)"),
+    Variable("VERBOSE", "verbose", _flag, "Y: verbose output (-v; over NDMP, a log message per phase)"),
+)
+
+_RESTORE_VARIABLES = (
+    Variable("EXTRACT", "extract", _extract, "N: the whole dump, Y: the PATHs named, E: PATHs renamed"),
+    Variable("FORCE", "force", _flag, "Y: no check for room before writing"),
+    Variable("DIRECT", "direct", _flag, "Y: PATHs are read at their places on media (DAR)"),
+    Variable("EXTRACT_ACL", "extract_acl", _flag, "N: POSIX ACLs on media are not restored"),
+    Variable("LIST", "list", _flag, "Y: list the dump's entries instead of restoring (restore -t)"),
+    Variable("NOWRITE", "nowrite", _flag, "Y: read and check everything a restore would, write nothing"),
+    Variable("RECURSIVE", "recursive", _flag, "N: a directory PATH brings the directory, not what is in it"),
+    Variable(
+        "RECOVER_FULL_PATHS",
+        "full_paths",
+        _flag,
+        "Y: the directories on the way to a PATH get their attributes from the dump too",
+    ),
+    Variable("DUMP_DATE", "dump_date", _date, "the dump expected: a dump of another date is refused"),
+    Variable("TYPE", "type", _type, "the backup type: only dump"),
+    Variable("DEBUG", "debug", _flag, "Y: debug output (--debug; over NDMP, debug log messages)"),
+    Variable("VERBOSE", "verbose", _flag, "Y: verbose output (-v; over NDMP, a log message per phase)"),
+)
+
+VARIABLES: dict[str, dict[str, Variable]] = {
+    "dump": {v.name: v for v in _DUMP_VARIABLES},
+    "restore": {v.name: v for v in _RESTORE_VARIABLES},
+}
+
+# name -> (the option field it sets, how its value reads), per command (the older shape, for the CLI)
 ENVIRONMENT: dict[str, dict[str, tuple[str, object]]] = {
-    "dump": {
-        "LEVEL": ("level", _level),
-        "FILESYSTEM": ("path", _path),
-        "HIST": ("file_history", _flag),
-        "UPDATE": ("update", _flag),
-    },
-    "restore": {
-        "EXTRACT": ("extract", _extract),
-        "FORCE": ("force", _flag),
-        "DIRECT": ("direct", _flag),
-    },
+    command: {name: (v.field, v.read) for name, v in names.items()} for command, names in VARIABLES.items()
 }
 
 
@@ -150,38 +239,93 @@ def variable_of(command: str, field: str) -> str:
     return next(name for name, (f, _) in ENVIRONMENT[command].items() if f == field)
 
 
+def _split(pair: str) -> tuple[str, str]:
+    name, sep, value = pair.partition("=")
+    name = name.strip().upper()
+    if not sep or not name:
+        raise UsageError(f"-E takes NAME=VALUE, not {pair!r}")
+    return name, value.strip()
+
+
+def _parse(variable: Variable, value: str) -> object:
+    try:
+        return variable.read(value)
+    except ValueError as err:
+        raise UsageError(f"{variable.name}={value}: the value must be {err}") from None
+
+
 def read_environment(command: str, pairs: tuple[str, ...] | list[str]) -> dict[str, object]:
     """The option fields that ``-E NAME=VALUE`` pairs set for ``command``.
 
     Names are case-insensitive; a name this command does not take (unknown,
     or the other command's) is refused, and so is a name given twice with
-    different values. UsageError carries the one line to show.
+    different values (EXCLUDE adds up instead). UsageError carries the one
+    line to show.
     """
-    known = ENVIRONMENT[command]
+    known = VARIABLES[command]
     found: dict[str, object] = {}
     given: dict[str, str] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
-        name = name.strip().upper()
-        if not sep or not name:
-            raise UsageError(f"-E takes NAME=VALUE, not {pair!r}")
+        name, value = _split(pair)
         if name not in known:
-            other = next((c for c, names in ENVIRONMENT.items() if name in names), None)
+            other = next((c for c, names in VARIABLES.items() if name in names), None)
             hint = f" ({name} is for {other})" if other else ""
             accepted = ", ".join(sorted(known))
             raise UsageError(
                 f"{command} does not take the environment variable {name}{hint}: it takes {accepted}"
             )
-        field, read = known[name]
-        try:
-            parsed = read(value.strip())
-        except ValueError as err:
-            raise UsageError(f"{name}={value}: the value must be {err}") from None
-        if field in found and found[field] != parsed:
+        variable = known[name]
+        parsed = _parse(variable, value)
+        if variable.repeatable:
+            found[variable.field] = (*found.get(variable.field, ()), *parsed)
+            continue
+        if variable.field in found and found[variable.field] != parsed:
             raise UsageError(f"{name} is given twice, as {given[name]} and {value}")
-        found[field] = parsed
+        found[variable.field] = parsed
         given[name] = value
     return found
+
+
+def read_ndmp_environment(
+    command: str, pairs: list[tuple[str, str]] | tuple[tuple[str, str], ...]
+) -> tuple[dict[str, object], list[str]]:
+    """The option fields an NDMP DMA's environment sets, and a message for every name that does nothing.
+
+    A DMA sends what it sends: the names of the other operation (a recover
+    gets the backup's LEVEL back from its index), names of its own (ndmjob's
+    PREFIX, USER, FILES) and names no engine knows. None of them stops the
+    operation, and none goes unsaid: each gets a line for the DMA's log. A
+    value that cannot be read is a UsageError (the DMA asked for something
+    that cannot be done); a name given again replaces what it said before.
+    """
+    known = VARIABLES[command]
+    other_command = "restore" if command == "dump" else "dump"
+    operation = "a backup" if command == "dump" else "a recover"
+    found: dict[str, object] = {}
+    notes: list[str] = []
+    for raw_name, value in pairs:
+        name = raw_name.strip().upper()
+        value = value.strip()
+        variable = known.get(name)
+        if variable is None:
+            if name in VARIABLES[other_command]:
+                notes.append(f"{name}={value} has no effect on {operation}: it is for the other operation")
+            else:
+                notes.append(f"{name}={value} is not an environment variable ndmptools knows: ignored")
+            continue
+        parsed = _parse(variable, value)
+        if variable.repeatable:
+            found[variable.field] = (*found.get(variable.field, ()), *parsed)
+            continue
+        if variable.field in found and found[variable.field] != parsed:
+            notes.append(f"{name} is given again, as {value}: that value counts")
+        found[variable.field] = parsed
+    return found, notes
+
+
+def environment_help(command: str) -> str:
+    """What each of ``command``'s environment variables does, one line each (for docs and -E help)."""
+    return "\n".join(f"{v.name}: {v.effect}" for v in VARIABLES[command].values())
 
 
 def check_extract(extract: str | None, paths: tuple[str, ...], renames: tuple[tuple[str, str], ...]) -> None:

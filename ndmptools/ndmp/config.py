@@ -23,7 +23,6 @@ from ndmptools.ndmp.wire import DEFAULT_MAX_RECORD
 
 DEFAULT_CREDENTIALS = "/etc/ndmptools/serve.conf"
 AUTH_METHODS = ("md5", "text", "none")
-DEFAULT_MAX_SESSIONS = 8
 
 
 class ServeConfigError(NdmpToolsError):
@@ -38,7 +37,8 @@ class ServeSettings:
     port: int = 10000
     auth: str = "md5"  # md5, text or none
     users: dict[str, str] = field(default_factory=dict)  # name -> clear-text password
-    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_sessions: int | None = None  # this server's own cap; None: only the machine's limit
+    force_sessions: bool = False  # a max_sessions in config.toml above what the memory allows
     max_record: int = DEFAULT_MAX_RECORD
     allow_remote: bool = False
     state_dir: str | None = None  # the dump history DATA uses (None: the default place)
@@ -51,14 +51,17 @@ class ServeSettings:
             raise ServeConfigError(
                 f"--auth {self.auth} needs a user in the credentials file: there is no default password"
             )
-        if not is_loopback(self.host) and not self.allow_remote:
-            raise ServeConfigError(
-                f"{self.host} is not a loopback address: pass --allow-remote to serve other hosts"
-            )
+        check_address(self.host, self.allow_remote)
         if not 0 <= self.port <= 0xFFFF:
             raise ServeConfigError(f"port {self.port} is out of range")
-        if self.max_sessions < 1:
+        if self.max_sessions is not None and self.max_sessions < 1:
             raise ServeConfigError("the session limit must be at least 1")
+
+
+def check_address(host: str, allow_remote: bool) -> None:
+    """Serving other hosts is an explicit choice: refuse an address off loopback without it."""
+    if not is_loopback(host) and not allow_remote:
+        raise ServeConfigError(f"{host} is not a loopback address: pass --allow-remote to serve other hosts")
 
 
 def is_loopback(host: str) -> bool:

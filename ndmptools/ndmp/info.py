@@ -24,7 +24,7 @@ DUMP_DEFAULT_ENV = (
     ("HIST", "N"),
     ("TYPE", "dump"),
     ("EXCLUDE", ""),
-    ("DIRECT", "N"),
+    ("DIRECT", "Y"),  # as data.py and `restore` default: a recover with fh_info seeks
     ("EXTRACT", "Y"),
     ("RECURSIVE", "Y"),
 )

@@ -308,6 +308,9 @@ class Mover:
 
     def read(self, offset: int, length: int) -> None:
         with self.lock:
+            # A DATA that just connected to our TCP listener may be a moment ahead of the accept
+            # thread: give it two seconds to make the mover ACTIVE before calling the read illegal.
+            self.changed.wait_for(lambda: self.state != m.MOVER_STATE_LISTEN or self._listener is None, 2)
             if self.state != m.MOVER_STATE_ACTIVE or self.mode != m.MOVER_MODE_WRITE:
                 raise NdmpError(m.Error.ILLEGAL_STATE_ERR, "MOVER_READ is for an active recover")
             if self.bytes_left_to_read:

@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ndmptools.ndmp import connect, info, mover, tape
+from ndmptools.errors import NdmpToolsError
+from ndmptools.ndmp import connect, data, info, mover, tape
 from ndmptools.ndmp import messages as m
 from ndmptools.ndmp.config import ServeSettings
 from ndmptools.ndmp.session import NdmpError, Session
@@ -42,7 +43,7 @@ HANDLERS.update(connect.HANDLERS)
 HANDLERS.update(info.HANDLERS)
 HANDLERS.update(tape.HANDLERS)
 HANDLERS.update(mover.HANDLERS)
-# DATA: HANDLERS.update(data.HANDLERS) -- ndmptools/ndmp/data.py (ndmp-data) adds this line.
+HANDLERS.update(data.HANDLERS)
 
 # What a client may ask before it has authenticated.
 BEFORE_AUTH = {
@@ -168,38 +169,60 @@ class NdmpServer:
         with self._lock:
             self._counter += 1
             number = self._counter
-            full = len(self._sessions) >= self.settings.max_sessions
+            cap = self.settings.max_sessions
+            full = cap is not None and len(self._sessions) >= cap
             if not full:
-                self._sessions[number] = None  # the slot is taken now, before the thread runs
+                self._sessions[number] = None  # the place is taken now, before the thread runs
         if full:
-            threading.Thread(target=self._refuse, args=(sock, peer, number), daemon=True).start()
+            why = f"the server's limit of {cap} connections is reached"
+            threading.Thread(target=self._refuse, args=(sock, peer, number, why), daemon=True).start()
             return
-        # Session slots: this is where a connection would take its slot from
-        # ndmptools.engine.sessions (kind="ndmp") and give it back when _run ends.
+        # Each connection is a session of the machine's limit (ndmptools sessions), taken at
+        # accept so that a burst cannot pass it, and given back when the connection ends.
+        try:
+            slot = self._take_slot(peer)
+        except NdmpToolsError as err:
+            with self._lock:
+                self._sessions.pop(number, None)
+            threading.Thread(target=self._refuse, args=(sock, peer, number, err.message), daemon=True).start()
+            return
         thread = threading.Thread(
-            target=self._run, args=(sock, peer, number), name=f"ndmp-session-{number}", daemon=True
+            target=self._run, args=(sock, peer, number, slot), name=f"ndmp-session-{number}", daemon=True
         )
         with self._lock:
             self._threads.add(thread)
         thread.start()
 
-    def _refuse(self, sock: socket.socket, peer: Any, number: int) -> None:
+    def _take_slot(self, peer: Any):
+        from ndmptools.engine import sessions
+
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        return sessions.acquire(
+            "ndmp",
+            f"NDMP connection from {where}",
+            wait=0,
+            force=self.settings.force_sessions,
+            state_dir=self.settings.state_dir,
+        )
+
+    def _refuse(self, sock: socket.socket, peer: Any, number: int, why: str) -> None:
         session = Session(sock, peer, self.settings, number)
         try:
             session.post(
                 m.Message.NOTIFY_CONNECTION_STATUS,
                 m.notify_connection_status_post(
-                    reason=m.REFUSED,
-                    protocol_version=m.PROTOCOL_VERSION,
-                    text_reason=f"the server's limit of {self.settings.max_sessions} sessions is reached",
+                    reason=m.REFUSED, protocol_version=m.PROTOCOL_VERSION, text_reason=why
                 ),
             )
+        except OSError:
+            pass  # the client went away first: nothing to tell it
         finally:
             sock.close()
-        log.info("session %s from %s refused: at the session limit", number, peer)
+        log.info("session %s from %s refused: %s", number, peer, why)
 
-    def _run(self, sock: socket.socket, peer: Any, number: int) -> None:
+    def _run(self, sock: socket.socket, peer: Any, number: int, slot=None) -> None:
         session = Session(sock, peer, self.settings, number)
+        session.slot = slot
         with self._lock:
             self._sessions[number] = session
         log.info("%s: connected", session.name)
@@ -227,6 +250,8 @@ class NdmpServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+            if slot is not None:
+                slot.release()
             with self._lock:
                 self._sessions.pop(number, None)
                 self._threads.discard(threading.current_thread())

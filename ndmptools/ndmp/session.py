@@ -60,6 +60,7 @@ class Session:
         self.tape = Tape(self)
         self.mover = Mover(self)
         self.data: Any = None  # the DATA service's state (ndmptools.ndmp.data), made on demand
+        self.slot: Any = None  # the engine session slot this connection holds (bytes are counted on it)
 
     @property
     def name(self) -> str:

@@ -12,6 +12,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ndmptools.engine.dump.checkpoint import snapshot_to_dict, tree_digest
 from ndmptools.engine.dump.context import ContextSession, reap_abandoned
@@ -25,7 +26,7 @@ from ndmptools.engine.levels import MAX_LEVEL
 from ndmptools.engine.options import DumpOptions
 from ndmptools.engine.progress import RunContext, RunStats
 from ndmptools.format.constants import MAX_BLOCKING_FACTOR, MIN_BLOCKING_FACTOR, NAMELEN, TP_BSIZE
-from ndmptools.format.header import HeaderPacker
+from ndmptools.format.header import HeaderPacker, InodeInfo
 from ndmptools.format.records import RecordWriter
 from ndmptools.media.base import Medium
 from ndmptools.snapshot import (
@@ -222,6 +223,8 @@ def _choose_base(
     options: DumpOptions, source: str, fs: FileSystemInfo | None, history: History | None, run: RunContext
 ) -> tuple[int, DumpRecord | None]:
     """The level this dump is taken at, and its base; ChainError when an incremental cannot be."""
+    if options.base_date is not None:
+        return _base_by_date(options, source, fs, history, run)
     if options.level == 0:
         return 0, None
     reason = None
@@ -257,6 +260,42 @@ def _choose_base(
     raise ChainError(f"{reason}: a level 0 is needed first (or use --auto-baseline)")
 
 
+def _base_by_date(
+    options: DumpOptions, source: str, fs: FileSystemInfo | None, history: History | None, run: RunContext
+) -> tuple[int, DumpRecord | None]:
+    """BASE_DATE: a DMA names the base by the DUMP_DATE it was told; the level follows from it.
+
+    BASE_DATE=0 is a level 0. Otherwise the base is the completed dump of
+    this path taken at that date; the level is LEVEL when that is above the
+    base's, else one above the base's.
+    """
+    if options.base_date == 0:
+        if options.level:
+            run.note(f"BASE_DATE=0 asks for a full dump: taking a level 0, not a level {options.level}")
+        return 0, None
+    when = _when(options.base_date)
+    if history is None or history.db.newer_schema or fs is None:
+        raise ChainError(f"BASE_DATE={options.base_date} ({when}): there is no dump history to find it in")
+    found = [
+        d for d in history.dumps_of(fs.identity, fs.path_inside(source)) if d.dump_date == options.base_date
+    ]
+    if not found:
+        raise ChainError(
+            f"BASE_DATE={options.base_date}: there is no completed dump of {source} taken {when} "
+            "to be the base (a level 0 is needed first)"
+        )
+    base = found[-1]
+    if options.level and options.level <= base.level:
+        raise ChainError(
+            f"LEVEL={options.level} is not above the level {base.level} of the dump BASE_DATE names ({when})"
+        )
+    if base.read_only != fs.read_only:
+        raise ChainError(f"{source} changed between read-only and read-write since the dump of {when}")
+    if not options.level and base.level >= MAX_LEVEL:
+        raise ChainError(f"the dump BASE_DATE names ({when}) is a level {MAX_LEVEL}: nothing goes above it")
+    return (options.level or base.level + 1), base
+
+
 def run_dump(
     options: DumpOptions,
     open_output: Callable[[], Medium],
@@ -264,6 +303,7 @@ def run_dump(
     history: History | None = None,
     provider: Provider | None = None,
     contexts: ContextStore | None = None,
+    observer: FileHistoryObserver | None = None,
 ) -> DumpResult:
     """Dump ``options.path``, from a snapshot, to the medium ``open_output`` opens.
 
@@ -274,7 +314,9 @@ def run_dump(
     ``options.update`` is off); one that does not complete never is. The
     snapshot this dump makes is removed whatever happens, unless the dump
     stops in pass IV with a context (``contexts``) to restart it from: then
-    the snapshot stays with the context.
+    the snapshot stays with the context. ``observer`` is told of every
+    inode and its place as it is written, whatever HIST says for the catalog
+    (an NDMP DMA's file history; see FileHistoryObserver).
     """
     if not 0 <= options.level <= MAX_LEVEL:
         raise UsageError(f"dump levels are 0 to {MAX_LEVEL}")
@@ -328,6 +370,7 @@ def run_dump(
             snapshot,
             session,
             kept,
+            observer,
         )
     finally:
         try:
@@ -336,6 +379,22 @@ def run_dump(
             run.warn(f"{err.message}: remove it by hand")
         if session is not None and not kept.snapshot:
             session.finish()
+
+
+class FileHistoryObserver(Protocol):
+    """What a dump tells of each inode as it goes to media (the calls FileHistoryRecorder takes).
+
+    ``tapea`` is the c_tapea of the inode's first header: 1 KiB blocks from
+    the start of the stream, where a direct-access restore seeks to.
+    """
+
+    def directory(
+        self, ino: int, path: bytes, info: InodeInfo, tapea: int, blocks: int, contents: bytes
+    ) -> None: ...
+
+    def inode(self, ino: int, info: InodeInfo, tapea: int, blocks: int) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class _Kept:
@@ -357,6 +416,7 @@ def _dump_snapshot(
     snapshot: Snapshot,
     session: ContextSession | None,
     kept,
+    observer=None,
 ) -> DumpResult:
     """Passes I-IV of one dump from ``snapshot``, recorded in the history when it completes."""
     record = history is not None and fs is not None and (options.update or options.file_history)
@@ -408,7 +468,11 @@ def _dump_snapshot(
             snapshot.exclude_at_root,
             marks if options.restore_marks else None,
             live,
+            exclude=options.exclude,
+            ignore_ctime=options.ignore_ctime,
         )
+        if tree.excluded:
+            run.note(f"EXCLUDE left out {tree.excluded} entries (and all below the directories among them)")
         if record_id is not None:
             rows = ((f.ino, f.path, f.state, f.mark) for f in marks.files)
             RestoreMarkLog(history.db).record(record_id, rows)  # they count once the dump completes
@@ -424,6 +488,8 @@ def _dump_snapshot(
                 live=snapshot.live,
                 project_ids=has_project_ids(fs),
             )
+            dumper.no_acls = options.no_acls
+            dumper.observer = observer
             if record_id is not None and options.file_history:
                 dumper.history = file_history_recorder(history, record_id, tree)
             run.reporter.phase("dumping", total_bytes=tree.estimated_bytes)
@@ -450,6 +516,9 @@ def _dump_snapshot(
                     "first_medium": medium.name,
                     "checkpoint_interval": options.checkpoint_interval,
                     "file_history": dumper.history is not None,
+                    "exclude": list(options.exclude),
+                    "ignore_ctime": options.ignore_ctime,
+                    "no_acls": options.no_acls,
                 }
                 session.begin_pass_iv(spec, record_id, writer, medium)
                 if dumper.history is not None:
@@ -463,6 +532,8 @@ def _dump_snapshot(
                 )
             if dumper.history is not None:
                 dumper.history.flush()
+            if observer is not None:
+                observer.flush()
             if session is not None:
                 session.checkpointer.stop()
         except BaseException as err:

@@ -26,6 +26,7 @@ import sys
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from ndmptools.engine.dump.marks import MarkFilter
 from ndmptools.engine.fsinfo import mount_points_below
@@ -93,6 +94,7 @@ class TreeMap:
     mount_links: dict[int, tuple[bytes, InodeInfo]] = field(default_factory=dict)  # ino -> (target, inode)
     nodump_files: int = 0  # changed files an incremental left out for their nodump flag
     nodump_directories: int = 0  # directories it left out, with all below them, for theirs
+    excluded: int = 0  # entries EXCLUDE left out (with all below the directories among them)
 
     @property
     def maxino(self) -> int:
@@ -149,6 +151,8 @@ def map_tree(
     exclude_at_root: tuple[bytes, ...] = (),
     marks: MarkFilter | None = None,
     live: LiveTree | None = None,
+    exclude: tuple[str, ...] = (),
+    ignore_ctime: bool = False,
 ) -> TreeMap:
     """Walk ``root`` (a resolved path) and number everything under it on its file system.
 
@@ -163,7 +167,12 @@ def map_tree(
     were not there, and one an earlier dump left out is selected whatever
     its times (dump/marks.py). ``live`` says where ``root`` is in the live
     tree (``root`` itself by default) and which directories are mount points.
+    ``exclude`` (EXCLUDE) leaves out every entry whose name, or path below
+    ``root`` for a pattern with a '/', matches: it is not in its directory,
+    as if it were not there. ``ignore_ctime`` (IGNORE_CTIME) has an
+    incremental select by mtime alone.
     """
+    excluded = _exclusion(exclude)
     if live is None:
         live = LiveTree.of(root, root)
     root_st = os.stat(root)
@@ -210,6 +219,9 @@ def map_tree(
         for name, st in listing:
             if index == 0 and name in exclude_at_root:
                 continue  # the snapshots themselves, in the snapshot
+            if excluded is not None and excluded(b"" if index == 0 else node.path[len(top.path) + 1 :], name):
+                tree.excluded += 1
+                continue
             is_dir = stat.S_ISDIR(st.st_mode)
             mounted = st.st_dev != device or name in mounts_here
             if mounted and not is_dir:
@@ -265,7 +277,7 @@ def map_tree(
                 base is None
                 or fresh
                 or st.st_mtime_ns >= since
-                or st.st_ctime_ns >= since
+                or (st.st_ctime_ns >= since and not ignore_ctime)
                 or (bool(forced) and not is_dir and key in forced)
             )
             if is_dir:
@@ -330,6 +342,24 @@ def _unchanged_since_base(st: os.stat_result, since: int, base_ino: int | None, 
         and st.st_ino not in forced
         and base_ino is not None  # the base had it (regular files' key is their inode number)
     )
+
+
+def _exclusion(patterns: tuple[str, ...]):
+    """``excluded(directory, name)`` for EXCLUDE ``patterns`` (directory relative to the root), or None."""
+    if not patterns:
+        return None
+    by_name = [os.fsencode(p) for p in patterns if "/" not in p]
+    by_path = [os.fsencode(p.strip("/")) for p in patterns if "/" in p]
+
+    def excluded(directory: bytes, name: bytes) -> bool:
+        if any(fnmatchcase(name, p) for p in by_name):
+            return True
+        if by_path:
+            path = directory + b"/" + name if directory else name
+            return any(fnmatchcase(path, p) for p in by_path)
+        return False
+
+    return excluded
 
 
 def _has_nodump_flag(directory: bytes, name: bytes) -> bool:

@@ -76,6 +76,8 @@ class DumpWriter:
         self.project_ids = project_ids  # False: the file system has none (has_project_ids)
         self.history: FileHistoryRecorder | None = None  # HIST=Y: each inode and its place go to the catalog
         self.unknown_namespaces = 0  # inodes with system.* attributes Linux restore 0.4b47 has no index for
+        self.no_acls = False  # NO_ACLS=Y: POSIX ACLs stay off media (other extended attributes go)
+        self.observer = None  # told of each inode and its place, like the catalog (an NDMP DMA)
 
     # -- volume start and maps ------------------------------------------------
 
@@ -287,6 +289,8 @@ class DumpWriter:
 
     def _attribute_areas(self, path: bytes, attributes: list[tuple[bytes, bytes]]) -> list[bytes]:
         """The areas an inode's extended attributes go to media in, saying what others may refuse."""
+        if self.no_acls and attributes:
+            attributes = [(n, v) for n, v in attributes if n not in (ACL_ACCESS, ACL_DEFAULT)]
         if not attributes:
             return []
         plan = plan_areas(attributes)
@@ -344,9 +348,7 @@ class DumpWriter:
             shortfall = size - w.write_file_data(fd, 0, size)
             self.run.reporter.advance((total_blocks + 1) * TP_BSIZE)
             self._write_attributes(ino, info, areas)
-            self.inodes_written += 1
-            if self.history is not None:
-                self.history.inode(ino, info, tapea, total_blocks)
+            self._written(ino, info, tapea, total_blocks)
             return shortfall
         present = 0
         for first in range(0, max(total_blocks, 1), TP_NINDIR):
@@ -380,10 +382,16 @@ class DumpWriter:
             self.run.reporter.advance(TP_BSIZE)
             record_type = RecordType.ADDR
         self._write_attributes(ino, info, areas)
+        self._written(ino, info, tapea, present)
+        return shortfall
+
+    def _written(self, ino: int, info: InodeInfo, tapea: int, blocks: int) -> None:
+        """A file is on media: count it, and tell the file history and an NDMP DMA where it went."""
         self.inodes_written += 1
         if self.history is not None:
-            self.history.inode(ino, info, tapea, present)
-        return shortfall
+            self.history.inode(ino, info, tapea, blocks)
+        if self.observer is not None:
+            self.observer.inode(ino, info, tapea, blocks)
 
     def _write_inode(
         self,
@@ -417,6 +425,11 @@ class DumpWriter:
                 self.history.directory(ino, directory, info, tapea, blocks, data)
             else:
                 self.history.inode(ino, info, tapea, blocks)
+        if self.observer is not None:
+            if directory is not None:
+                self.observer.directory(ino, directory, info, tapea, blocks, data)
+            else:
+                self.observer.inode(ino, info, tapea, blocks)
 
     def finish(self) -> None:
         """TS_END blocks to the end of the last record (and, from a live tree, what moved meanwhile)."""

@@ -133,7 +133,16 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
         live = LiveTree(walk_root, os.fsencode(source), mounts)
     else:
         live = LiveTree.of(walk_root, os.fsencode(source))
-    tree = map_tree(walk_root, run, since, snapshot.exclude_at_root, marks, live)
+    tree = map_tree(
+        walk_root,
+        run,
+        since,
+        snapshot.exclude_at_root,
+        marks,
+        live,
+        exclude=tuple(spec.get("exclude", ())),
+        ignore_ctime=spec.get("ignore_ctime", False),
+    )
     if tree_digest(tree) != spec["tree"]["digest"]:
         raise SnapshotError(
             f"the snapshot {snapshot.name} no longer reads as it did when context {context.id} began: "
@@ -173,6 +182,7 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             earlier,
         )
         dumper = DumpWriter(tree, writer, packer, run, project_ids=has_project_ids(describe(source)))
+        dumper.no_acls = spec.get("no_acls", False)
         what = {"kind": "start"} if fresh else checkpoint["resume"]
         if spec.get("file_history") and history is not None and record_id is not None:
             dumper.history = file_history_recorder(history, record_id, tree)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -33,12 +34,18 @@ from ndmptools.engine.restore.catalog import (
     show,
     unsafe_name_reason,
 )
-from ndmptools.engine.restore.direct import DirectAccess, history_of_media, normalize, place_of
+from ndmptools.engine.restore.direct import (
+    DirectAccess,
+    GivenPlaces,
+    history_of_media,
+    normalize,
+    place_of,
+)
 from ndmptools.engine.restore.listing import EntryDetails, catalog_details, media_details
 from ndmptools.engine.restore.origin import original_location
 from ndmptools.engine.restore.target import Refused, TargetTree, out_of_room
 from ndmptools.engine.restoremarks import RestoreMarker
-from ndmptools.errors import FormatError
+from ndmptools.errors import FormatError, MediaError
 from ndmptools.format.constants import DT_REG, ROOTINO, TP_BSIZE
 from ndmptools.format.header import Header, InodeInfo
 from ndmptools.format.reader import DumpReader
@@ -508,14 +515,20 @@ def run_restore(
     reader = DumpReader(medium, run.warn)
     run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
     volume = reader.read_volume_start()
+    _check_dump_date(options, volume.header, medium)
     into = original_location(volume, history) if options.original else options.target
     record = history_of_media(history, volume)
-    direct = _direct_access(options, paths, reader, record, history, run)
+    direct = None if options.places else _direct_access(options, paths, reader, record, history, run)
     if direct is not None:
-        catalog = build_catalog(direct.read_directories(volume, run), paths, run)
+        catalog = build_catalog(direct.read_directories(volume, run), paths, run, recursive=options.recursive)
     else:
-        catalog = build_catalog(read_directories(reader, run, volume), paths, run)
+        catalog = build_catalog(
+            read_directories(reader, run, volume), paths, run, recursive=options.recursive
+        )
     apply_renames(catalog, renames)
+    placed = _given_places(options, catalog, reader, volume.header.ntrec, run)
+    if options.nowrite:
+        return _read_only(catalog, reader, placed, into, run)
     need = None
     if not options.force:
         free = space.free_at(into)
@@ -529,21 +542,24 @@ def run_restore(
     marker = RestoreMarker(run) if options.mark_files else None
     target = TargetTree(into, marker)
     restorer = Restorer(catalog, reader, target, run)
+    restorer.attributes.acls = options.extract_acl
+    only = _attributed_directories(catalog, options)
     try:
         restorer.create_directories_and_files()
         try:
-            if direct is not None:
+            access = direct if direct is not None else placed
+            if access is not None:
                 run.reporter.phase("stage 3: data", total_bytes=need.data_bytes if need else None)
-                restorer.extract(direct.file_headers(set(catalog.links), restorer.give_up))
+                restorer.extract(access.file_headers(set(catalog.links), restorer.give_up))
             else:
                 restorer.extract()
         except FormatError as err:
             restorer.drop_unfinished_placeholders()
-            restorer.set_directory_attributes()
+            restorer.set_directory_attributes(only)
             raise FormatError(
                 f"{err.message}; restored {restorer.restored} entries before it, the rest is missing"
             ) from None
-        restorer.set_directory_attributes()
+        restorer.set_directory_attributes(only)
         restorer.finish()
     finally:
         target.close()
@@ -551,7 +567,9 @@ def run_restore(
             marker.finish()
     volume = catalog.volume.header
     run.stats.entries = restorer.restored + len(catalog.directories)
-    run.stats.bytes = reader.blocks.bytes_from_medium if direct else reader.blocks.blocks_read * TP_BSIZE
+    run.stats.bytes = (
+        reader.blocks.bytes_from_medium if direct or placed else reader.blocks.blocks_read * TP_BSIZE
+    )
     run.stats.stop()
     return RestoreResult(
         target=into,
@@ -563,12 +581,134 @@ def run_restore(
         restored=restorer.restored,
         not_restored=restorer.not_restored,
         stats=run.stats,
-        direct=direct is not None,
+        direct=direct is not None or placed is not None,
         media_reads=reader.blocks.reads,
         media_bytes=reader.blocks.bytes_from_medium,
         stopped=restorer.full,
         unrestored=[show(p) for p in restorer.unrestored],
         needed=need,
+    )
+
+
+def _check_dump_date(options: RestoreOptions, header: Header, medium: Medium) -> None:
+    """DUMP_DATE: the dump must be the one the DMA (or the user) names."""
+    if options.dump_date is not None and header.date != options.dump_date:
+        raise MediaError(
+            f"{medium.name} holds the dump taken {_when(header.date)} (DUMP_DATE={header.date}), not the "
+            f"one of DUMP_DATE={options.dump_date} ({_when(options.dump_date)})"
+        )
+
+
+def _when(date: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(date))
+
+
+def _attributed_directories(catalog: Catalog, options: RestoreOptions) -> set[int] | None:
+    """The directories stage 4 sets: all, or (RECOVER_FULL_PATHS=N) not those only on the way."""
+    if options.full_paths or catalog.full:
+        return None
+    return {d.ino for d in catalog.directories if d.whole or d.named}
+
+
+def _given_places(
+    options: RestoreOptions, catalog: Catalog, reader: DumpReader, blocking_factor: int, run: RunContext
+) -> GivenPlaces | None:
+    """Direct access at the places a DMA gave, when every file the PATHs need has one."""
+    if not options.places or not options.direct or catalog.full:
+        return None
+    by_path: dict[bytes, int] = {}
+    for ino, links in catalog.links.items():
+        for link in links:
+            by_path[catalog.path_of(link)] = ino
+    tapea: dict[int, int] = {}
+    for path, place in options.places:
+        ino = by_path.get(normalize(path))
+        if ino is not None:
+            tapea[ino] = place
+    missing = [ino for ino in catalog.links if ino not in tapea]
+    if missing:
+        run.note(
+            f"{len(missing)} entries the PATHs bring have no place given (a directory's contents, or no "
+            "file history): reading the media on from the directories"
+        )
+        return None
+    return GivenPlaces(reader, tapea, blocking_factor)
+
+
+class _NoData:
+    """A data sink that keeps nothing: NOWRITE reads every block a restore would, and drops it."""
+
+    def data(self, offset: int, pieces: list[memoryview]) -> None:
+        pass
+
+    def hole(self, offset: int, length: int) -> None:
+        pass
+
+
+def _read_only(
+    catalog: Catalog, reader: DumpReader, placed: GivenPlaces | None, into: str, run: RunContext
+) -> RestoreResult:
+    """NOWRITE=Y: stages 1 and 3 as a restore reads them, and nothing written anywhere."""
+    run.reporter.phase("NOWRITE: reading, writing nothing")
+    restored = not_restored = 0
+    missing: list[str] = []
+
+    def give_up(ino: int, why: str) -> None:
+        nonlocal not_restored
+        links = catalog.links.pop(ino, [])
+        if links:
+            not_restored += 1
+            run.warn(f"{show(catalog.path_of(links[0]))}: {why}")
+
+    if placed is not None:
+        headers = placed.file_headers(set(catalog.links), give_up)
+    else:
+
+        def in_order():
+            header = catalog.first_file
+            while header is not None:
+                yield header
+                header = reader.next_inode()
+
+        headers = in_order()
+    for header in headers:
+        links = catalog.links.pop(header.inumber, None)
+        if not links:
+            reader.skip_data(header)
+        elif header.inode.is_regular:
+            if reader.read_data(header, _NoData()):
+                restored += 1
+            else:
+                not_restored += 1
+                run.warn(f"{show(catalog.path_of(links[0]))}: its data is incomplete on media")
+        else:
+            reader.read_small(header) if header.inode.is_symlink else reader.skip_data(header)
+            restored += 1
+        reader.read_attributes(header.inumber)
+    for ino, links in catalog.links.items():
+        if ino in catalog.volume.dumped:
+            not_restored += 1
+            missing.append(show(catalog.path_of(links[0])))
+            run.warn(f"{missing[-1]}: listed in its directory but not on media")
+    volume = catalog.volume.header
+    run.stats.entries = restored + len(catalog.directories)
+    run.stats.bytes = reader.blocks.bytes_from_medium
+    run.stats.stop()
+    run.note(f"NOWRITE: {restored} entries read whole, nothing written to {into}")
+    return RestoreResult(
+        target=into,
+        dump_date=volume.date,
+        level=volume.level,
+        filesys=os.fsdecode(volume.filesys),
+        host=os.fsdecode(volume.host),
+        directories=len(catalog.directories),
+        restored=restored,
+        not_restored=not_restored,
+        stats=run.stats,
+        direct=placed is not None,
+        media_reads=reader.blocks.reads,
+        media_bytes=reader.blocks.bytes_from_medium,
+        unrestored=missing[:MAX_LISTED],
     )
 
 

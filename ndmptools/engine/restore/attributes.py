@@ -104,6 +104,7 @@ class AttributeSetter:
 
     run: RunContext
     project_ids: bool  # the target is the root of a file system: project ids are set
+    acls: bool = True  # EXTRACT_ACL=N: the ACLs on media are not set (entries get what a new one would)
     _parent_defaults: dict[int, bytes | None] = field(default_factory=dict)
     _trouble: dict[str, _Trouble] = field(default_factory=dict)
     _births = False
@@ -203,6 +204,8 @@ class AttributeSetter:
         """The extended attributes and ACLs; returns the mode bits to set after them."""
         mode = stat.S_IMODE(info.mode)
         wanted = [(n, v) for n, v in (attributes.attributes if attributes else ()) if n != _MARK]
+        if not self.acls:
+            wanted = [(n, v) for n, v in wanted if n not in _ACLS]
         if attributes is not None and (attributes.unknown_indexes or attributes.damaged):
             self._warn(path, "attributes on media", "some of its extended attributes are unreadable on media")
         has_acl = any(n in _ACLS for n, _ in wanted)

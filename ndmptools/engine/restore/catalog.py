@@ -22,6 +22,7 @@ from ndmptools.format.reader import DumpReader, VolumeStart
 from ndmptools.format.xattr import ReadAttributes, decode_areas
 
 ALL = None  # in Selection.wanted: every child of the directory
+NAMED = frozenset()  # in Selection.wanted: a directory a PATH names, without its children (RECURSIVE=N)
 
 
 def unsafe_name_reason(name: bytes) -> str | None:
@@ -49,6 +50,7 @@ class Directory:
     info: InodeInfo | None  # None: made for a --rename, not on media
     path: bytes = b""  # relative to the dump's root; b"" for the root itself
     whole: bool = True  # all its entries are restored (not only the way to a PATH)
+    named: bool = False  # a PATH names it, or it is below one (not only on the way to one)
 
 
 @dataclass(slots=True)
@@ -119,17 +121,23 @@ def read_catalog(reader: DumpReader, paths: tuple[str, ...], run: RunContext) ->
 
 
 def build_catalog(
-    media: MediaDirectories, paths: tuple[str, ...], run: RunContext, on_media_only: bool | None = None
+    media: MediaDirectories,
+    paths: tuple[str, ...],
+    run: RunContext,
+    on_media_only: bool | None = None,
+    recursive: bool = True,
 ) -> Catalog:
     """The tree of ``media``'s directories, restricted to ``paths`` (all when empty).
 
     In an incremental, entries whose inode is not on the media are left out
     (they did not change); ``on_media_only`` forces that choice either way.
+    ``recursive`` off (RECURSIVE=N): a directory PATH is restored without
+    what is in it.
     """
     volume = media.volume
     catalog = Catalog(volume=volume, first_file=media.first_file, attributes=media.attributes)
     contents = dict(media.contents)
-    wanted = _select(contents, paths, run)
+    wanted = _select(contents, paths, run, recursive)
     catalog.full = wanted.get(ROOTINO, set()) is ALL
     if on_media_only is None:
         on_media_only = bool(volume.header.ddate)
@@ -143,7 +151,9 @@ def _entries(contents: dict[int, bytes], ino: int) -> list:
     return entries
 
 
-def _select(contents: dict[int, bytes], paths: tuple[str, ...], run: RunContext) -> dict[int, set | None]:
+def _select(
+    contents: dict[int, bytes], paths: tuple[str, ...], run: RunContext, recursive: bool = True
+) -> dict[int, set | None]:
     """For each directory to visit, the child names wanted (ALL for a whole subtree)."""
     if not paths:
         return {ROOTINO: ALL}
@@ -161,10 +171,14 @@ def _select(contents: dict[int, bytes], paths: tuple[str, ...], run: RunContext)
             ino = match.ino
         else:
             for parent, name in trail:
-                if wanted.get(parent, set()) is not ALL:
-                    wanted.setdefault(parent, set()).add(name)
+                current = wanted.get(parent, set())
+                if current is not ALL:
+                    wanted[parent] = {*current, name}  # a NAMED directory, too, leads on to this PATH
             if ino in contents:
-                wanted[ino] = ALL
+                if recursive or ino == ROOTINO:
+                    wanted[ino] = ALL
+                elif ino not in wanted:
+                    wanted[ino] = NAMED
     return wanted
 
 
@@ -178,6 +192,7 @@ def _build_tree(
     run: RunContext,
 ) -> None:
     root = Directory(ROOTINO, ROOTINO, b"", infos[ROOTINO], whole=wanted.get(ROOTINO) is ALL)
+    root.named = root.whole
     catalog.directories.append(root)
     catalog.by_ino[ROOTINO] = root
     queue = deque([(root, wanted.get(ROOTINO, set()))])
@@ -214,7 +229,13 @@ def _build_tree(
                     continue
                 child_names = ALL if names is ALL else wanted.get(entry.ino, set())
                 child = Directory(
-                    entry.ino, directory.ino, entry.name, infos[entry.ino], full, child_names is ALL
+                    entry.ino,
+                    directory.ino,
+                    entry.name,
+                    infos[entry.ino],
+                    full,
+                    child_names is ALL,
+                    child_names is ALL or child_names is NAMED,
                 )
                 catalog.directories.append(child)
                 catalog.by_ino[entry.ino] = child

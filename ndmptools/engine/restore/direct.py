@@ -143,3 +143,35 @@ def _not_there(place: Place) -> str:
         f"not found where the file history places it (volume {place.volume}, "
         f"record {place.record} of tape file {place.file_number})"
     )
+
+
+class GivenPlaces:
+    """Direct access at places a DMA gives (NDMP's fh_info), not the local file history's.
+
+    Stage 1 reads the directories in order (they come first on media) and
+    says which inode each PATH is; the files are then read at their places.
+    A place is checked like any other: the header there must be the inode's.
+    """
+
+    def __init__(self, reader: DumpReader, tapea: dict[int, int], blocking_factor: int) -> None:
+        self.reader = reader
+        self.tapea = tapea
+        self.search_blocks = 2 * (blocking_factor or 64) + 2
+
+    def file_headers(self, wanted: set[int], give_up) -> Iterator[Header]:
+        """The headers of the inodes in ``wanted``, in media order; ``give_up(ino, why)`` for the rest."""
+        for ino in sorted(wanted, key=lambda i: self.tapea.get(i, -1)):
+            tapea = self.tapea.get(ino)
+            if tapea is None:
+                give_up(ino, "no place for it was given; not restored")
+                continue
+            try:
+                self.reader.seek(1, tapea)
+                header = self.reader.find_inode(ino, tapea, self.search_blocks)
+            except (MediaError, FormatError) as err:
+                give_up(ino, f"cannot reach its place on media: {err.message}; not restored")
+                continue
+            if header is None:
+                give_up(ino, f"not found at the place given for it (block {tapea}); not restored")
+                continue
+            yield header
