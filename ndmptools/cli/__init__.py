@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import traceback
@@ -9,38 +10,49 @@ import traceback
 import click
 
 from ndmptools import __version__
-from ndmptools.cli.chain_cmd import chain
 from ndmptools.cli.common import output_options
-from ndmptools.cli.contexts_cmd import contexts
-from ndmptools.cli.devices_cmd import devices
-from ndmptools.cli.dump_cmd import dump
-from ndmptools.cli.ndmpcopy_cmd import ndmpcopy
 from ndmptools.cli.output import App, OutputClosed
-from ndmptools.cli.restore_cmd import restore
-from ndmptools.cli.serve_cmd import serve
-from ndmptools.cli.sessions_cmd import sessions
 from ndmptools.errors import EXIT_CODES, NdmpToolsError
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
 
 
+# Each command's module (and the engine behind it) is imported only when that command is asked
+# for: a dump need not load the NDMP server's or the chain's code (some 30 M instructions a run).
+_COMMANDS = {
+    "dump": "ndmptools.cli.dump_cmd:dump",
+    "restore": "ndmptools.cli.restore_cmd:restore",
+    "ndmpcopy": "ndmptools.cli.ndmpcopy_cmd:ndmpcopy",
+    "contexts": "ndmptools.cli.contexts_cmd:contexts",
+    "chain": "ndmptools.cli.chain_cmd:chain",
+    "devices": "ndmptools.cli.devices_cmd:devices",
+    "serve": "ndmptools.cli.serve_cmd:serve",
+    "sessions": "ndmptools.cli.sessions_cmd:sessions",
+}
+
+
+class _LazyGroup(click.Group):
+    """The root group: its commands come from _COMMANDS, each module imported at first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, name = _COMMANDS[cmd_name].split(":")
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return self.commands.get(cmd_name)
+
+
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EPILOG,
 )
 @click.version_option(__version__, prog_name="ndmptools")
 @output_options
 def cli() -> None:
     """Dump and restore Linux file systems in the BSD dump format (Linux dump/restore 0.4b47)."""
-
-
-cli.add_command(dump)
-cli.add_command(restore)
-cli.add_command(ndmpcopy)
-cli.add_command(contexts)
-cli.add_command(chain)
-cli.add_command(devices)
-cli.add_command(serve)
-cli.add_command(sessions)
 
 
 def _terminated(signum: int, frame) -> None:

@@ -22,6 +22,7 @@ import stat
 import struct
 
 from ndmptools.engine.restoremarks import MARK_XATTR
+from ndmptools.engine.statx import FileStat
 from ndmptools.format.constants import MAX_INODE_TIME
 from ndmptools.format.header import InodeInfo
 
@@ -180,8 +181,10 @@ def read_xattrs(where: int | bytes) -> tuple[list[tuple[bytes, bytes]], str | No
     return found, problem
 
 
-def inode_info_from_stat(st: os.stat_result, *, size: int | None = None, flags: int = 0) -> InodeInfo:
-    """What goes on media for an inode with this stat; ``size`` overrides st_size (directories)."""
+def inode_info_from_stat(
+    st: os.stat_result | FileStat, *, size: int | None = None, flags: int = 0
+) -> InodeInfo:
+    """What goes on media for an inode with this stat (or statx); ``size`` overrides st_size (directories)."""
     mode = st.st_mode
     info = InodeInfo(
         flags=flags,

@@ -29,30 +29,39 @@ def entry_size(name_length: int) -> int:
 
 
 def pack_directory(entries: Iterable[tuple[int, int, bytes]]) -> bytes:
-    """Directory data for ``(ino, dtype, name)`` entries, in DIRBLKSIZ chunks."""
-    out = bytearray()
-    prev = -1  # offset of the previous entry, to stretch it over a chunk's tail
-    pack_head = _ENTRY_HEAD.pack_into
+    """Directory data for ``(ino, dtype, name)`` entries, in DIRBLKSIZ chunks.
+
+    Built as a list of pieces joined once (every directory of a dump is packed
+    in pass I): an entry is its head, its name and the NULs after it; the last
+    entry of a chunk gets its head packed again, stretched over the chunk's tail.
+    """
+    parts: list[bytes] = []
+    pack = _ENTRY_HEAD.pack
+    used = 0  # bytes of the current chunk
+    last = -1  # where in ``parts`` the previous entry's head is
+    last_ino = last_size = last_dtype = last_length = 0
     for ino, dtype, name in entries:
-        size = entry_size(len(name))
-        room = DIRBLKSIZ - len(out) % DIRBLKSIZ
-        if size > room and prev >= 0:
-            _stretch(out, prev, room)
-            out.extend(bytes(room))
-        prev = len(out)
-        out.extend(bytes(size))
-        pack_head(out, prev, ino, size, dtype, len(name))
-        out[prev + 8 : prev + 8 + len(name)] = name
-    tail = -len(out) % DIRBLKSIZ
-    if tail and prev >= 0:
-        _stretch(out, prev, tail)
-        out.extend(bytes(tail))
-    return bytes(out)
+        length = len(name)
+        size = 8 + ((length + 4) & ~3)
+        if used + size > DIRBLKSIZ and last >= 0:
+            room = DIRBLKSIZ - used
+            parts[last] = pack(last_ino, last_size + room, last_dtype, last_length)
+            parts.append(bytes(room))
+            used = 0
+        last = len(parts)
+        last_ino, last_size, last_dtype, last_length = ino, size, dtype, length
+        parts.append(pack(ino, size, dtype, length))
+        parts.append(name)
+        parts.append(_NULS[: size - 8 - length])
+        used += size
+    tail = -used % DIRBLKSIZ
+    if tail and last >= 0:
+        parts[last] = pack(last_ino, last_size + tail, last_dtype, last_length)
+        parts.append(bytes(tail))
+    return b"".join(parts)
 
 
-def _stretch(buf: bytearray, offset: int, extra: int) -> None:
-    reclen = int.from_bytes(buf[offset + 4 : offset + 6], "little")
-    buf[offset + 4 : offset + 6] = (reclen + extra).to_bytes(2, "little")
+_NULS = bytes(4)
 
 
 class DirectoryProblem(NamedTuple):
@@ -71,15 +80,18 @@ def parse_directory(data: bytes | memoryview) -> tuple[list[DirEntry], list[Dire
     size = len(data)
     loc = 0
     unpack_head = _ENTRY_HEAD.unpack_from
+    # DirEntry(...) would run NamedTuple's Python-level __new__ for every entry of every directory.
+    make = tuple.__new__
     while loc + 8 <= size:
         ino, reclen, dtype, namlen = unpack_head(data, loc)
         room = DIRBLKSIZ - (loc % DIRBLKSIZ)
-        if reclen & 3 or reclen > room or reclen < entry_size(namlen) or loc + reclen > size:
+        # 8 + ((namlen + 4) & ~3) is entry_size(namlen), inlined
+        if reclen & 3 or reclen > room or reclen < 8 + ((namlen + 4) & ~3) or loc + reclen > size:
             problems.append(DirectoryProblem(loc, "mangled directory entry"))
             loc += room
             continue
         if ino:
-            name = bytes(data[loc + 8 : loc + 8 + namlen])
-            entries.append(DirEntry(ino, dtype, name))
+            start = loc + 8
+            entries.append(make(DirEntry, (ino, dtype, bytes(data[start : start + namlen]))))
         loc += reclen
     return entries, problems

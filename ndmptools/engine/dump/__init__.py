@@ -19,7 +19,7 @@ from ndmptools.engine.dump.context import ContextSession, reap_abandoned
 from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import Base, LiveTree, map_tree
 from ndmptools.engine.dump.marks import MarkFilter
-from ndmptools.engine.dump.passes import DumpWriter
+from ndmptools.engine.dump.passes import DumpWriter, has_project_ids
 from ndmptools.engine.errors import ChainError, MediaError, SnapshotError, SourceError, UsageError
 from ndmptools.engine.fsinfo import FileSystemInfo, describe
 from ndmptools.engine.levels import MAX_LEVEL
@@ -480,7 +480,14 @@ def _dump_snapshot(
         try:
             _check_record_size(options.blocking_factor, medium)
             writer = make_writer(medium, packer, options.blocking_factor, source, dump_date)
-            dumper = DumpWriter(tree, writer, packer, run, live=snapshot.live)
+            dumper = DumpWriter(
+                tree,
+                writer,
+                packer,
+                run,
+                live=snapshot.live,
+                project_ids=has_project_ids(fs),
+            )
             dumper.no_acls = options.no_acls
             dumper.observer = observer
             if record_id is not None and options.file_history:

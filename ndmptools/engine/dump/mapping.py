@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from array import array
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from ndmptools.format.dirent import pack_directory
 from ndmptools.format.header import InodeInfo, dtype_of_mode
 from ndmptools.state.history import InodeNumbers
 
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)  # reading a directory must not move its atime
 _DIRECTORY_KEY = 1 << 62  # in the inode map, keys of directories (mount points use 1 << 63)
@@ -224,17 +226,6 @@ def map_tree(
             mounted = st.st_dev != device or name in mounts_here
             if mounted and not is_dir:
                 continue  # a file bind-mounted from another file system: not ours to dump
-            if (
-                marks is not None
-                and not node.nodump  # nothing below a nodump directory is dumped anyway
-                and stat.S_ISREG(st.st_mode)
-                and not (st.st_nlink > 1 and st.st_ino in hard_links)  # its first name decided
-                and not (base is not None and _unchanged_since_base(st, since, known, forced))
-                and (st.st_ino in left_out or marks.leaves_out(node.path, name, st.st_ino))
-            ):
-                if st.st_nlink > 1:
-                    left_out.add(st.st_ino)  # every other name of it stays out too
-                continue
             if mounted:
                 target = live.live_path(os.path.join(node.path, name))
                 key = _mount_point_key(target)
@@ -244,12 +235,24 @@ def map_tree(
                 key = st.st_ino | _DIRECTORY_KEY
             else:
                 key = st.st_ino
+            base_ino = known.get(key) if base is not None else None  # looked up once an entry
+            if (
+                marks is not None
+                and not node.nodump  # nothing below a nodump directory is dumped anyway
+                and stat.S_ISREG(st.st_mode)
+                and not (st.st_nlink > 1 and st.st_ino in hard_links)  # its first name decided
+                and not (base is not None and _unchanged_since_base(st, since, base_ino, forced))
+                and (st.st_ino in left_out or marks.leaves_out(node.path, name, st.st_ino))
+            ):
+                if st.st_nlink > 1:
+                    left_out.add(st.st_ino)  # every other name of it stays out too
+                continue
             fresh = False  # new since the base: on media whatever its times say
             if not is_dir and st.st_nlink > 1 and key in hard_links:
                 ino = hard_links[key]
                 new_inode = False
             else:
-                ino = known.get(key) if base is not None else None
+                ino = base_ino
                 if ino is None or ino == ROOTINO:
                     ino = tree.next_ino
                     tree.next_ino += 1
@@ -327,7 +330,7 @@ def map_tree(
     return tree
 
 
-def _unchanged_since_base(st: os.stat_result, since: int, known, forced: dict) -> bool:
+def _unchanged_since_base(st: os.stat_result, since: int, base_ino: int | None, forced: dict) -> bool:
     """A file of the base untouched since: no mark to look for (an incremental asks no listxattr of it).
 
     Setting a mark changes ctime; one set before the base was there for the
@@ -337,7 +340,7 @@ def _unchanged_since_base(st: os.stat_result, since: int, known, forced: dict) -
         st.st_ctime_ns < since
         and st.st_mtime_ns < since
         and st.st_ino not in forced
-        and known.get(st.st_ino) is not None
+        and base_ino is not None  # the base had it (regular files' key is their inode number)
     )
 
 
@@ -431,7 +434,7 @@ def _read_directory(node: DirectoryNode, run: RunContext) -> list[tuple[bytes, o
             run.warn(f"{_show(node.path)}: {problem}")
         with os.scandir(dir_fd) as it:
             for entry in it:
-                name = os.fsencode(entry.name)
+                name = entry.name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without its checks
                 if node.only_name is not None and name != node.only_name:
                     continue
                 try:

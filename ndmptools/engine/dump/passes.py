@@ -14,6 +14,7 @@ import stat
 
 from ndmptools.engine.dump.filehistory import FileHistoryRecorder
 from ndmptools.engine.dump.mapping import DirectoryNode, TreeMap, warn_clamped_time
+from ndmptools.engine.fsinfo import FileSystemInfo
 from ndmptools.engine.metadata import (
     inode_info_from_stat,
     read_inode_flags,
@@ -23,7 +24,7 @@ from ndmptools.engine.metadata import (
     xattr_path,
 )
 from ndmptools.engine.progress import RunContext
-from ndmptools.engine.statx import birth_time_ns
+from ndmptools.engine.statx import FileStat, birth_time_ns, fstat_with_birth
 from ndmptools.format.bitmap import InodeMap
 from ndmptools.format.constants import (
     DR_EXTATTRIBUTES,
@@ -43,13 +44,27 @@ from ndmptools.format.xattr import ACL_ACCESS, ACL_DEFAULT, AREA_LIMIT, acl_entr
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _PRESENT = b"\x01" * TP_NINDIR
+# The file systems that keep a project id per inode (ext4 -O project, XFS, F2FS, bcachefs, ZFS);
+# on the others FS_IOC_FSGETXATTR answers 0 for every file, and pass IV need not ask it of each.
+_PROJECT_ID_FILE_SYSTEMS = frozenset({"ext4", "xfs", "f2fs", "bcachefs", "zfs"})
+
+
+def has_project_ids(fs: FileSystemInfo | None) -> bool:
+    """Whether files on ``fs`` may have project ids (an unknown file system may)."""
+    return fs is None or fs.fstype in _PROJECT_ID_FILE_SYSTEMS
 
 
 class DumpWriter:
     """Writes one dump of a mapped tree."""
 
     def __init__(
-        self, tree: TreeMap, writer: RecordWriter, packer: HeaderPacker, run: RunContext, live: bool = False
+        self,
+        tree: TreeMap,
+        writer: RecordWriter,
+        packer: HeaderPacker,
+        run: RunContext,
+        live: bool = False,
+        project_ids: bool = True,
     ) -> None:
         self.tree = tree
         self.writer = writer
@@ -58,6 +73,7 @@ class DumpWriter:
         self._open_flags = _OPEN_FILE | _O_NOATIME
         self.inodes_written = 0
         self.live = live  # the live tree, not a snapshot: changes during the dump are reported
+        self.project_ids = project_ids  # False: the file system has none (has_project_ids)
         self.history: FileHistoryRecorder | None = None  # HIST=Y: each inode and its place go to the catalog
         self.unknown_namespaces = 0  # inodes with system.* attributes Linux restore 0.4b47 has no index for
         self.no_acls = False  # NO_ACLS=Y: POSIX ACLs stay off media (other extended attributes go)
@@ -232,12 +248,17 @@ class DumpWriter:
                 raise _NotRegular from err  # a symbolic link now
             raise
         try:
-            st = os.fstat(fd)
+            st = fstat_with_birth(fd)  # one statx for fstat's answers and the birth time
+            if st is None:
+                st = os.fstat(fd)
+                birth_ns = birth_time_ns(b"", fd)
+            else:
+                birth_ns = st.birth_ns
             if not stat.S_ISREG(st.st_mode):
                 raise _NotRegular
             info = inode_info_from_stat(st, flags=read_inode_flags(fd))
-            info.birth_ns = birth_time_ns(b"", fd)
-            info.project_id = read_project_id(fd)
+            info.birth_ns = birth_ns
+            info.project_id = read_project_id(fd) if self.project_ids else None
             self._check_times(node, name, info)
             extents = _data_extents(fd, st)
             attributes, problem = read_xattrs(fd)
@@ -431,7 +452,7 @@ class _NotRegular(FileNotFoundError):
         super().__init__(errno.ENOENT, "replaced during the dump")
 
 
-def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+def _changed(before: os.stat_result | FileStat, after: os.stat_result) -> bool:
     return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
         after.st_size,
         after.st_mtime_ns,
@@ -439,7 +460,7 @@ def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     )
 
 
-def _data_extents(fd: int, st: os.stat_result) -> list[tuple[int, int]]:
+def _data_extents(fd: int, st: os.stat_result | FileStat) -> list[tuple[int, int]]:
     """Byte ranges of the file that hold data; holes are what lies between."""
     size = st.st_size
     if size == 0:

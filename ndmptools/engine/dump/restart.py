@@ -28,7 +28,7 @@ from ndmptools.engine.dump.checkpoint import resume_of, snapshot_from_dict, tree
 from ndmptools.engine.dump.context import ContextSession
 from ndmptools.engine.dump.mapping import Base, LiveTree, map_tree
 from ndmptools.engine.dump.marks import MarkFilter
-from ndmptools.engine.dump.passes import DumpWriter
+from ndmptools.engine.dump.passes import DumpWriter, has_project_ids
 from ndmptools.engine.errors import ChainError, SnapshotError, StateError, UsageError
 from ndmptools.engine.fsinfo import describe
 from ndmptools.engine.options import DumpOptions
@@ -181,7 +181,7 @@ def _rebuild(options, open_output, run, history, contexts, context, lock, snapsh
             spec.get("checkpoint_interval", 5.0),
             earlier,
         )
-        dumper = DumpWriter(tree, writer, packer, run)
+        dumper = DumpWriter(tree, writer, packer, run, project_ids=has_project_ids(describe(source)))
         dumper.no_acls = spec.get("no_acls", False)
         what = {"kind": "start"} if fresh else checkpoint["resume"]
         if spec.get("file_history") and history is not None and record_id is not None:

@@ -114,11 +114,12 @@ class _FileSink:
     of the file's blocks, or the media stream would lose its place.
     """
 
-    __slots__ = ("error", "fd")
+    __slots__ = ("end", "error", "fd")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.error: OSError | None = None
+        self.end = 0  # where the data written so far ends: the file's size, unless it ends in a hole
 
     def data(self, offset: int, pieces: list[memoryview]) -> None:
         if self.error is not None:
@@ -130,6 +131,7 @@ class _FileSink:
                 pieces = _advance(pieces, written)
         except OSError as err:
             self.error = err
+        self.end = max(self.end, offset)
 
     def hole(self, offset: int, length: int) -> None:
         pass
@@ -286,9 +288,9 @@ class Restorer:
             self.reader.read_attributes(ino)
             self.lost(self.catalog.path_of(links[0]))
             return
-        fd = None
+        fd = owner = None
         if info.is_regular:
-            made, fd = self._extract_regular(header, links)
+            made, fd, owner = self._extract_regular(header, links)
         elif info.is_symlink:
             made = self._extract_symlink(header, links)
         elif info.is_dir:
@@ -307,7 +309,7 @@ class Restorer:
             if made is None:
                 self.lost(self.catalog.path_of(links[0]))
                 return
-            self._finish_entry(made, info, decode_areas(areas) if areas else None, fd)
+            self._finish_entry(made, info, decode_areas(areas) if areas else None, fd, owner)
             self.restored += 1
             for link in links:
                 if link is made:
@@ -323,9 +325,17 @@ class Restorer:
                 os.close(fd)
 
     def _finish_entry(
-        self, made: Link, info: InodeInfo, attributes: ReadAttributes | None, fd: int | None
+        self,
+        made: Link,
+        info: InodeInfo,
+        attributes: ReadAttributes | None,
+        fd: int | None,
+        owner: tuple[int, int] | None = None,
     ) -> None:
-        """Owner, attributes, ACLs, mode and times of an entry stage 3 made (attributes.py has the order)."""
+        """Owner, attributes, ACLs, mode and times of an entry stage 3 made (attributes.py has the order).
+
+        ``owner``: the (uid, gid) of the open ``fd``, as the fstat that opened it saw them.
+        """
         path = self.catalog.path_of(made)
         parent_default = (
             self.attributes.parent_default(made.parent, self.target.directory)
@@ -333,7 +343,7 @@ class Restorer:
             else None
         )
         if fd is not None:
-            self.attributes.apply(path, info, attributes, fd=fd, parent_default=parent_default)
+            self.attributes.apply(path, info, attributes, fd=fd, parent_default=parent_default, owner=owner)
             try:
                 self.target.finish_file(fd)  # its data and metadata are in: a dump may take it now
             except Refused as why:
@@ -347,19 +357,21 @@ class Restorer:
         except Refused as why:
             self.warn_entry(path, f"restored, but its attributes could not be set: {why}")
 
-    def _extract_regular(self, header: Header, links: list[Link]) -> tuple[Link | None, int | None]:
-        """The file's data and size; returns its name and an open descriptor, or (None, None)."""
+    def _extract_regular(
+        self, header: Header, links: list[Link]
+    ) -> tuple[Link | None, int | None, tuple[int, int] | None]:
+        """The file's data and size; returns its name, an open descriptor and its owner, or Nones."""
         info = header.inode
         link = self.placeholders.pop(header.inumber, None)
         try:
             if link is None:
                 link = links[0]
                 self.target.create_file(link.parent, link.name)
-            fd = self.target.open_file(link.parent, link.name)
+            fd, st = self.target.open_file(link.parent, link.name)
         except Refused as why:
             self._refused(self.catalog.path_of(link), why)
             self.reader.skip_data(header)
-            return None, None
+            return None, None, None
         path = self.catalog.path_of(link)
         complete = False
         try:
@@ -374,7 +386,7 @@ class Restorer:
                     self._refused(path, sink.error)
                 else:
                     self.warn_entry(path, f"cannot write: {sink.error.strerror}; not restored")
-            else:
+            elif sink.end != info.size:  # a hole at its end (the file was made empty in stage 2)
                 try:
                     os.ftruncate(fd, info.size)
                 except OSError as err:
@@ -384,7 +396,7 @@ class Restorer:
             if not complete:
                 os.close(fd)
                 self.target.remove(link.parent, link.name)  # never leave a partial file looking whole
-        return (link, fd) if complete else (None, None)
+        return (link, fd, (st.st_uid, st.st_gid)) if complete else (None, None, None)
 
     def _extract_symlink(self, header: Header, links: list[Link]) -> Link | None:
         link = links[0]

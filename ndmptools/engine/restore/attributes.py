@@ -130,6 +130,7 @@ class AttributeSetter:
         parent_default: bytes | None = None,
         set_defaults: bool = False,
         drop_others: bool = False,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         """Owner, attributes and ACLs, mode and times of one entry: by ``fd``, or by ``name`` in ``dir_fd``.
 
@@ -139,11 +140,14 @@ class AttributeSetter:
         ``drop_others``: an entry that was there before (a directory restore -r
         merges into), whose user.* and trusted.* attributes and ACLs that the
         media does not hold are removed, so that it ends as the dump has it.
+        ``owner``: the (uid, gid) the entry has now, when known; no chown is
+        asked when it is the one on media (a restore as root of root's files).
         """
         if info.birth_ns is not None:
             self._births = True
         where: int | bytes = fd if fd is not None else xattr_path(dir_fd, name)
-        if metadata.RESTORES_OWNERS:  # looked up each time: a test may run a restore as nobody
+        # RESTORES_OWNERS is looked up each time: a test may run a restore as nobody.
+        if metadata.RESTORES_OWNERS and owner != (info.uid, info.gid):
             self._step(path, "owner", lambda: _chown(fd, dir_fd, name, info))
         if drop_others:
             self._drop_others(where, attributes, set_defaults, parent_default)
