@@ -19,6 +19,7 @@ import logging
 import os
 import struct
 import threading
+from abc import ABC, abstractmethod
 
 from ndmptools.errors import MediaError
 from ndmptools.media.base import EndOfMedium, NotSupported, Position
@@ -44,7 +45,7 @@ class EndOfData(Exception):
 # -- devices ----------------------------------------------------------------------------------
 
 
-class TapeDevice:
+class TapeDevice(ABC):
     """What the TAPE service and the MOVER need of a tape. Counts return their residue."""
 
     name = "tape"
@@ -52,17 +53,17 @@ class TapeDevice:
     file_num = 0
     record_num: int | None = 0  # None: not known (after spacing back over a filemark)
 
-    def read(self, count: int) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, count: int) -> bytes: ...
 
-    def write(self, data: bytes | memoryview) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, data: bytes | memoryview) -> None: ...
 
-    def write_filemarks(self, count: int) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write_filemarks(self, count: int) -> None: ...
 
-    def rewind(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def rewind(self) -> None: ...
 
     def fsf(self, count: int) -> int:
         raise NotSupported(f"{self.name} cannot space forward over files")
@@ -94,8 +95,8 @@ class TapeDevice:
         elif delta < 0 and self.bsr(-delta):
             raise MediaError(f"{self.name}: cannot go back to record {record}")
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 -- a device with nothing to release keeps this
+        """Release the device; most have nothing to release."""
 
 
 class TapImage(TapeDevice):

@@ -13,6 +13,7 @@ allocated, so a hostile length costs nothing.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
@@ -93,19 +94,19 @@ class Encoder:
         return b"".join(self.parts)
 
 
-class XdrType:
+class XdrType(ABC):
     """One XDR type: ``pack(encoder, value)``, ``unpack(decoder) -> value``, ``default()``."""
 
     min_size = 4  # the fewest bytes an encoded value takes: bounds array counts on decode
 
-    def pack(self, enc: Encoder, value: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def pack(self, enc: Encoder, value: Any) -> None: ...
 
-    def unpack(self, dec: Decoder) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def unpack(self, dec: Decoder) -> Any: ...
 
-    def default(self) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def default(self) -> Any: ...
 
     def encode(self, value: Any) -> bytes:
         enc = Encoder()
