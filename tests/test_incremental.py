@@ -190,6 +190,21 @@ def test_out_of_order_and_missing_dumps_are_refused(six_levels, tmp_path):
     assert done.returncode == 9 and b"already holds a restore" in done.stderr
 
 
+def test_a_level_0_into_an_emptied_target_starts_afresh(six_levels, tmp_path):
+    """What restore -r keeps names the target's inode: emptied (same inode), it holds no restore."""
+    target = tmp_path / "r"
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[0], "-D", str(target))
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[1], "-D", str(target))
+    inode = target.stat().st_ino
+    for entry in target.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    assert target.stat().st_ino == inode
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[0], "-D", str(target))
+    six_levels.ok("restore", "-q", "-r", "-f", six_levels.dumps[1], "-D", str(target))
+    done = six_levels.run("restore", "-r", "-f", six_levels.dumps[0], "-D", str(target))
+    assert done.returncode == 9, done.stderr  # not empty now: a level 0 there is still refused
+
+
 def test_an_incremental_holds_only_what_changed(six_levels, tmp_path):
     listing = json.loads(six_levels.ok("restore", "-t", "--json", "-f", six_levels.dumps[5]).stdout)
     paths = {entry["path"] for entry in listing}

@@ -415,7 +415,8 @@ def _check_local_target(target: str, level: int, history: History) -> None:
 
     if os.path.lexists(target) and not os.path.isdir(target):
         raise TargetError(f"cannot copy into {target}: it is not a directory")
-    table, why = RestoreTargets(history.db).load(target)
+    fresh = not os.path.isdir(target) or not os.listdir(target)
+    table, why = (None, None) if level == 0 and fresh else RestoreTargets(history.db).load(target)
     if level == 0:
         if table is not None:
             raise ChainError(
@@ -423,10 +424,9 @@ def _check_local_target(target: str, level: int, history: History) -> None:
                 f"{_when(table.last_date)}): bring it up to date with -level {table.last_level + 1}, "
                 "or copy at level 0 into a new directory"
             )
-        if os.path.isdir(target) and os.listdir(target):
+        if not fresh:
             raise TargetError(f"{target} is not empty: a level-0 copy goes into a new or empty directory")
-        RestoreTargets(history.db).forget(target)  # a removed copy's, whose inode the new one may reuse
-        return
+        return  # restore -r forgets what a removed copy there left (its inode may be reused)
     if table is None:
         extra = f" ({why})" if why else ""
         raise ChainError(f"{target} holds no copy to bring up to date{extra}: copy at level 0 first")

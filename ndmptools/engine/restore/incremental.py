@@ -318,7 +318,12 @@ def apply_dump(
     run.reporter.phase("stage 1: catalog", total_bytes=medium.size_hint)
     media = read_directories(reader, run)
     header = media.volume.header
+    fresh = not os.path.isdir(options.target) or not os.listdir(options.target)
     os.makedirs(options.target, exist_ok=True)
+    if header.ddate == 0 and fresh:
+        # what is kept for a removed target names its inode, which a new directory there may
+        # reuse: an empty target holds no restore, whatever the table says
+        targets.forget(options.target)
     table, why_no_table = targets.load(options.target)
     _check_order(header, table, why_no_table, options.target, history)
     marker = RestoreMarker(run) if options.mark_files else None
