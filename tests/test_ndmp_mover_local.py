@@ -118,7 +118,8 @@ def test_recover_seeks_on_a_scsi_drive(session):
     cartridge = FakeCartridge(
         items=[b"label", None, *(image[i : i + record] for i in range(0, len(image), record)), None]
     )
-    drive = ScsiTape("/dev/nst0", "r", ops=FakeStDriver(cartridge))
+    driver = FakeStDriver(cartridge)
+    drive = ScsiTape("/dev/nst0", "r", ops=driver)
     drive.seek(Position(1, 0))  # the DMA put the tape at the dump, the second file
     device = MediumDevice(drive, writable=False)
     device.file_num, device.record_num = 1, 0
@@ -140,5 +141,10 @@ def test_recover_seeks_on_a_scsi_drive(session):
         assert receive(3000) == image[4 * record + 10 : 4 * record + 3010]
         sess.mover.read(record - 5, 10)  # back, across a record boundary
         assert receive(10) == image[record - 5 : record + 5]
+        rewinds = sum(call.startswith("op6:") for call in driver.calls)  # MTREW
+        sess.mover.read(record, 3 * record)  # on in order, over three records
+        assert receive(3 * record) == image[record : 4 * record]
+        # at most one locate (a rewind) to get there, not one per record
+        assert sum(call.startswith("op6:") for call in driver.calls) - rewinds <= 1
     sess.tape.device = None
     drive.close()

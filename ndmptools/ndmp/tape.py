@@ -336,7 +336,10 @@ class MediumDevice(TapeDevice):
         return 0
 
     def goto(self, file_num: int, record: int) -> None:
-        # A drive locates (rewind, FSF, FSR in the st backend); a library or file seeks.
+        # A drive locates (rewind, FSF, FSR in the st backend); a library or file seeks. A mover
+        # reading on in order is there already: no locate per record.
+        if self.file_num == file_num and self.record_num == record:
+            return
         self.medium.seek(Position(file_num, record))
         self.file_num, self.record_num = file_num, record
 
@@ -562,8 +565,7 @@ def tape_read(session, request):
             return m.tape_read_reply(data_in=b"")
         try:
             data = device.read(count)
-        except TapeMark:
-            device.record_num = None  # before the mark: where in the file is not counted
+        except TapeMark:  # the device stays before the mark and keeps its own position
             raise NdmpError(m.Error.EOF_ERR) from None
         except EndOfData:
             raise NdmpError(m.Error.EOM_ERR) from None
