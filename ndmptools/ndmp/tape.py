@@ -565,7 +565,8 @@ def tape_read(session, request):
             return m.tape_read_reply(data_in=b"")
         try:
             data = device.read(count)
-        except TapeMark:  # the device stays before the mark and keeps its own position
+        except TapeMark:
+            device.record_num = None  # before the mark: where in the file is not counted
             raise NdmpError(m.Error.EOF_ERR) from None
         except EndOfData:
             raise NdmpError(m.Error.EOM_ERR) from None
