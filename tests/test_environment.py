@@ -217,6 +217,10 @@ def test_restore_variables(tree, tmp_path, ndmptools):
     result = run.json("restore", "-f", image, "-D", str(nowrite), "-E", "NOWRITE=Y")
     assert result["restored"] == 7 and result["not_restored"] == 0
     assert list(nowrite.iterdir()) == []
+    # with a PATH and this dump's file history, the read goes by direct access: still whole
+    result = run.json("restore", "-f", image, "-D", str(nowrite), "-E", "NOWRITE=Y", "sub/deep/file")
+    assert result["direct"] and result["restored"] == 1 and result["not_restored"] == 0
+    assert list(nowrite.iterdir()) == []
 
     flat = tmp_path / "flat"
     run.ok("restore", "-f", image, "-D", str(flat), "-E", "RECURSIVE=N", "sub/deep")

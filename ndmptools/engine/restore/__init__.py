@@ -527,8 +527,8 @@ def run_restore(
         )
     apply_renames(catalog, renames)
     placed = _given_places(options, catalog, reader, volume.header.ntrec, run)
-    if options.nowrite:
-        return _read_only(catalog, reader, placed, into, run)
+    if options.nowrite:  # direct access too: stage 1 read only the directories then
+        return _read_only(catalog, reader, direct if direct is not None else placed, into, run)
     need = None
     if not options.force:
         free = space.free_at(into)
@@ -646,7 +646,11 @@ class _NoData:
 
 
 def _read_only(
-    catalog: Catalog, reader: DumpReader, placed: GivenPlaces | None, into: str, run: RunContext
+    catalog: Catalog,
+    reader: DumpReader,
+    placed: DirectAccess | GivenPlaces | None,
+    into: str,
+    run: RunContext,
 ) -> RestoreResult:
     """NOWRITE=Y: stages 1 and 3 as a restore reads them, and nothing written anywhere."""
     run.reporter.phase("NOWRITE: reading, writing nothing")
