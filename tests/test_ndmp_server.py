@@ -481,6 +481,7 @@ def test_each_connection_is_one_of_the_machines_sessions(tmp_path):
             "cannot open",
         ),
         (["--listen", "127.0.0.1:99999", "--auth", "none"], "port"),
+        (["--listen", "127.0.0.1:\u0663", "--auth", "none"], "port"),  # an Arabic-Indic digit
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(args, message):

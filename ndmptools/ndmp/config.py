@@ -88,7 +88,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     elif text.count(":") == 1:
         host, port = text.split(":")
     host = host or "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 0xFFFF:
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 0xFFFF:
         raise ServeConfigError(f"--listen {text}: the port must be a number from 0 to 65535")
     return host, int(port)
 
