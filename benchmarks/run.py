@@ -84,22 +84,25 @@ class Command:
         argv = self.argv
         if GNU_TIME:  # its child's peak is that command's own: a child of ours would start at our size
             argv = [GNU_TIME, "-f", "%M", "-o", RSS_FILE, *argv]
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            argv,
-            cwd=self.cwd,
-            env=ENV,
-            stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        if self.stdin is not None:
-            child.stdin.write(self.stdin.encode())
-            child.stdin.close()
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - start
-        errors = child.stderr.read().decode(errors="replace").strip()
-        child.stderr.close()
+        # stderr to a file, not a pipe: a chatty child (restore -r's warnings over a million files)
+        # must not block on a full pipe while we wait for it
+        with tempfile.TemporaryFile() as stderr:
+            start = time.perf_counter()
+            child = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=ENV,
+                stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+            if self.stdin is not None:
+                child.stdin.write(self.stdin.encode())
+                child.stdin.close()
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - start
+            stderr.seek(0)
+            errors = stderr.read().decode(errors="replace").strip()
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise SystemExit(f"{' '.join(self.argv)} failed ({code}): {errors[-600:]}")

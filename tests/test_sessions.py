@@ -104,10 +104,11 @@ def test_a_higher_limit_needs_force(tmp_path):
         ("max_sessions = '4'\n", "must be a whole number"),
         ("max_session = 4\n", "unknown setting 'max_session'"),
         ("max_sessions = \n", "is not TOML"),
+        (b"\xff\xfe\n", "is not TOML"),  # not UTF-8 text
     ],
 )
 def test_a_bad_config_is_refused_in_one_line(tmp_path, text, complaint):
-    (tmp_path / "config.toml").write_text(text)
+    (tmp_path / "config.toml").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(UsageError, match=complaint) as refused:
         sessions.session_limit(str(tmp_path))
     assert "\n" not in str(refused.value) and "config.toml" in str(refused.value)
@@ -187,8 +188,12 @@ def test_bytes_so_far_are_written_now_and_then(tmp_path, monkeypatch):
             session.add_bytes(1024)
         assert sessions.running(state)[0].bytes == 0  # not flushed within the first second
         monkeypatch.setattr(session, "_next_flush", 0.0)
-        session.add_bytes(1024)
-        assert sessions.running(state)[0].bytes == 1001 * 1024
+        for _ in range(sessions.CLOCK_EVERY):  # small counts look at the clock only now and then
+            session.add_bytes(1024)
+        assert 1000 * 1024 < sessions.running(state)[0].bytes <= (1000 + sessions.CLOCK_EVERY) * 1024
+        monkeypatch.setattr(session, "_next_flush", 0.0)
+        session.add_bytes(sessions.CLOCK_BYTES)  # a big one looks at once
+        assert sessions.running(state)[0].bytes == (1000 + sessions.CLOCK_EVERY) * 1024 + sessions.CLOCK_BYTES
 
 
 def test_an_unknown_kind_is_refused(tmp_path):

@@ -193,6 +193,8 @@ def held_session(
         if not optional:
             raise
         reporter.note(f"this {kind} is not counted among the sessions ({err.message})")
+        session = None
+    if session is None:  # yielded outside the except: the run's own errors carry no StateError context
         yield None
         return
     with session:

@@ -49,7 +49,7 @@ def load_config(state_dir: str) -> Config:
         return Config(path)
     except OSError as err:  # the state directory is not this user's: a state problem, not a usage one
         raise StateError(f"cannot read the settings file {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # TOML is UTF-8 text
         raise UsageError(f"the settings file {path} is not TOML: {err}") from None
     for key, value in data.items():
         if key not in KNOWN_KEYS:

@@ -76,6 +76,8 @@ SESSIONS_DIR = "sessions"
 LOCK_NAME = "lock"
 SLOT_PREFIX = "slot."
 FLUSH_SECONDS = 1.0  # the bytes-so-far figure is written at most this often
+CLOCK_EVERY = 64  # add_bytes calls between looks at the clock...
+CLOCK_BYTES = 64 << 10  # ...unless a call counts this many bytes or more
 POLL_SECONDS = 0.25  # how often a waiting session looks for a free slot
 RECORD_ALIGN = 512  # records are padded: a rewrite overwrites the old one whole, never leaves a tail
 
@@ -346,6 +348,7 @@ class Session:
         self.bytes = 0
         self._fds = fds
         self._next_flush = time.monotonic() + FLUSH_SECONDS
+        self._uncounted = 0  # add_bytes calls since the clock was last read
         self._flushing = threading.Lock()
         self._written = 0
 
@@ -368,8 +371,12 @@ class Session:
     def add_bytes(self, count: int) -> None:
         """Count ``count`` more bytes; cheap: the record is rewritten at most once a second."""
         self.bytes += count
-        if time.monotonic() >= self._next_flush:
-            self.flush()
+        self._uncounted += 1
+        # the clock only now and then (this runs per small file), or for a big piece of data
+        if self._uncounted >= CLOCK_EVERY or count >= CLOCK_BYTES:
+            self._uncounted = 0
+            if time.monotonic() >= self._next_flush:
+                self.flush()
 
     def flush(self) -> None:
         """Write the record (bytes so far) to the slot files now."""
